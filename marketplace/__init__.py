@@ -1,0 +1,115 @@
+"""The customer-in-charge marketplace: ``create_app`` is the table of contents."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from sqlalchemy import text
+
+from .config import BASE_DIR, build_config
+from .extensions import api, csrf, db, limiter, login_manager, migrate
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(BASE_DIR / "templates"),
+        static_folder=str(BASE_DIR / "static"),
+        instance_path=str(BASE_DIR / "instance"),
+    )
+    app.config.update(build_config(config))
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_security_headers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    register_health(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        (BASE_DIR / "instance").mkdir(exist_ok=True)
+        from .sqlite import configure_sqlite
+
+        configure_sqlite(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message_category = "info"
+    csrf.init_app(app)
+    limiter.init_app(app)
+    api.init_app(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    from . import models  # noqa: F401  (every model registered with the metadata)
+
+
+def register_blueprints(app: Flask) -> None:
+    from .accounts import api as accounts_api
+    from .accounts import views as accounts_views
+    from .docs import views as docs_views
+    from .main import views as main_views
+    from .operators import api as operators_api
+    from .operators import views as operators_views
+    from .wallet import api as wallet_api
+    from .wallet import views as wallet_views
+
+    for module in (accounts_api, wallet_api, operators_api):
+        api.register_blueprint(module.bp)
+    for module in (main_views, accounts_views, wallet_views, operators_views, docs_views):
+        app.register_blueprint(module.bp)
+    # The API authenticates with Bearer tokens, never cookies: no CSRF there.
+    for name in ("members_api", "wallet_api", "operators_api"):
+        csrf.exempt(app.blueprints[name])
+
+
+def register_error_handlers(app: Flask) -> None:
+    from .errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'self'",
+        )
+        response.headers.setdefault("Permissions-Policy", "geolocation=(), camera=(), microphone=()")
+        if app.config.get("SESSION_COOKIE_SECURE"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+
+def register_template_helpers(app: Flask) -> None:
+    from .templating import register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import register
+
+    register(app)
+
+
+def register_health(app: Flask) -> None:
+    @app.get("/healthz")
+    @limiter.exempt
+    def healthz():
+        try:
+            db.session.execute(text("SELECT 1"))
+            return jsonify(status="ok", database="ok")
+        except Exception:  # noqa: BLE001 - any failure means "unreachable"
+            logging.getLogger(__name__).exception("health check: database unreachable")
+            db.session.rollback()
+            return jsonify(status="degraded", database="unreachable"), 503

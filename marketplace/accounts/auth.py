@@ -1,0 +1,68 @@
+"""Who is calling: Bearer tokens for the API, Flask-Login sessions for pages."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from flask import g, request
+from flask_login import current_user
+from sqlalchemy import select
+
+from ..errors import Forbidden, Unauthorized
+from ..extensions import db, login_manager
+from .models import ApiToken, Member
+
+TOKEN_PREFIX = "mkt_"
+
+
+def new_token_secret() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def member_for_token(token: str) -> Member | None:
+    row = db.session.execute(
+        select(ApiToken).where(ApiToken.token_hash == token_digest(token), ApiToken.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    return row.member if row is not None else None
+
+
+def api_member() -> Member:
+    """The member behind the request's Bearer token, or 401."""
+    cached = g.get("_api_member")
+    if cached is not None:
+        return cached
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized()
+    member = member_for_token(token.strip())
+    if member is None:
+        raise Unauthorized("The Bearer token is not valid or was revoked.")
+    g._api_member = member
+    return member
+
+
+def require_role(member: Member, *roles: str) -> None:
+    if member.role not in roles:
+        raise Forbidden(f"This needs the role {' or '.join(roles)}.")
+
+
+def require_operator(member: Member) -> None:
+    require_role(member, "operator")
+
+
+def web_member() -> Member:
+    return current_user  # type: ignore[return-value]
+
+
+@login_manager.user_loader
+def load_user(member_id: str) -> Member | None:
+    try:
+        return db.session.get(Member, int(member_id))
+    except (TypeError, ValueError):
+        return None

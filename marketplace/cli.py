@@ -1,0 +1,56 @@
+"""Flask CLI commands: create-operator, seed-demo, ledger-check, run-due."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    @app.cli.command("create-operator")
+    @click.argument("email")
+    @click.option("--password", required=True, help="The operator's password (8+ characters).")
+    @click.option("--name", default="Operator", help="Display name.")
+    def create_operator(email: str, password: str, name: str) -> None:
+        """Create (or promote) an operator account."""
+        from .accounts.services import create_operator as create
+
+        if len(password) < 8:
+            raise click.BadParameter("at least 8 characters", param_hint="--password")
+        member = create(email, password, name)
+        click.echo(f"Operator {member.email} (id {member.id}) is ready.")
+
+    @app.cli.command("ledger-check")
+    def ledger_check() -> None:
+        """Recompute balances from postings; exit 1 on any difference."""
+        from .ledger.queries import reconcile, trial_balance
+
+        problems = reconcile()
+        totals = trial_balance()["totals"]
+        for currency, t in sorted(totals.items()):
+            click.echo(f"{currency}: debits {t['debits']} credits {t['credits']}")
+        if problems:
+            for problem in problems:
+                click.echo(f"DIFFERENCE: {problem}", err=True)
+            click.echo(f"ledger-check: {len(problems)} difference(s)", err=True)
+            sys.exit(1)
+        click.echo("ledger-check: OK, every balance equals the sum of its postings")
+
+    @app.cli.command("run-due")
+    def run_due() -> None:
+        """Run everything that is due now (cron)."""
+        from .operators.jobs import run_due as run
+
+        report = run()
+        for name, result in report["jobs"].items():
+            click.echo(f"{name}: {result}")
+
+    @app.cli.command("seed-demo")
+    def seed_demo() -> None:
+        """Load demo members, wallets, pools and loans (safe to run again)."""
+        from .demo import seed
+
+        for line in seed():
+            click.echo(line)

@@ -1,0 +1,224 @@
+"""Domain exceptions and the one place they become HTTP responses.
+
+API requests (paths under ``/api/``) get the JSON body of shared/API.md:
+``{"code", "status", "message", "reason", "errors"}``. Browser requests get
+friendly HTML pages for 403/404/500 and the message for other errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from flask import jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A rule of the marketplace said no. Subclasses fix status and reason."""
+
+    status = 409
+    reason = "invalid_state"
+    default_message = "The action is not allowed in the current state."
+
+    def __init__(self, message: str | None = None, *, errors: dict | None = None, reason: str | None = None):
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.errors = errors or {}
+        if reason:
+            self.reason = reason
+
+
+class InsufficientFunds(DomainError):
+    reason = "insufficient_funds"
+    default_message = "The wallet's available balance does not cover this amount."
+
+
+class PoolNotOpen(DomainError):
+    reason = "pool_not_open"
+    default_message = "The pool is not open."
+
+
+class NotVerified(DomainError):
+    reason = "not_verified"
+    default_message = "Your identity must be verified (KYC) before you can do this."
+
+
+class IdempotencyKeyReused(DomainError):
+    reason = "idempotency_key_reused"
+    default_message = "This Idempotency-Key was already used with a different request."
+
+
+class AlreadyExists(DomainError):
+    reason = "already_exists"
+    default_message = "It already exists."
+
+
+class InvalidState(DomainError):
+    reason = "invalid_state"
+
+
+class LimitExceeded(DomainError):
+    reason = "limit_exceeded"
+    default_message = "A limit was exceeded."
+
+
+class RateLimited(DomainError):
+    status = 429
+    reason = "limit_exceeded"
+    default_message = "Too many requests; please wait a moment and try again."
+
+
+class Unauthorized(DomainError):
+    status = 401
+    reason = "unauthorized"
+    default_message = "Authentication is required: send a valid Bearer token."
+
+
+class Forbidden(DomainError):
+    status = 403
+    reason = "forbidden"
+    default_message = "You are not allowed to do this."
+
+
+class NotFound(DomainError):
+    status = 404
+    reason = "not_found"
+    default_message = "Not found."
+
+
+class ValidationFailed(DomainError):
+    status = 422
+    reason = "validation_error"
+    default_message = "The request did not pass validation."
+
+
+class LedgerInvariantError(Exception):
+    """A programming error: an entry that does not balance, etc. Never a 4xx."""
+
+
+REASON_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "limit_exceeded",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+def flatten_errors(errors, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages -> ``{"field.sub": ["message", ...]}``."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, (dict, list)) and not _is_message_list(value):
+                flat.update(flatten_errors(value, name))
+            else:
+                flat[name] = [str(m) for m in (value if isinstance(value, list) else [value])]
+    elif isinstance(errors, list):
+        flat[prefix or "_schema"] = [str(m) for m in errors]
+    else:
+        flat[prefix or "_schema"] = [str(errors)]
+    return flat
+
+
+def _is_message_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(m, str) for m in value)
+
+
+def error_body(status: int, message: str, reason: str | None = None, errors: dict | None = None) -> dict:
+    return {
+        "code": status,
+        "status": HTTPStatus(status).phrase,
+        "message": message,
+        "reason": reason or REASON_BY_STATUS.get(status, "error"),
+        "errors": errors or {},
+    }
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def json_error(status: int, message: str, reason: str | None = None, errors: dict | None = None):
+    response = jsonify(error_body(status, message, reason, errors))
+    response.status_code = status
+    return response
+
+
+def _http_exception_errors(exc: HTTPException) -> dict:
+    data = getattr(exc, "data", None) or {}
+    messages = data.get("messages") or data.get("errors")
+    if not messages:
+        return {}
+    # webargs nests messages under the location ("json", "query", "headers").
+    if isinstance(messages, dict) and set(messages) <= {"json", "query", "headers", "form", "files", "path", "view_args"}:
+        merged: dict[str, list[str]] = {}
+        for location_messages in messages.values():
+            merged.update(flatten_errors(location_messages))
+        return merged
+    return flatten_errors(messages)
+
+
+def _message_for(exc: HTTPException, errors: dict) -> str:
+    if exc.code == 422:
+        if errors:
+            first = next(iter(errors))
+            return f"Validation failed: {first}: {errors[first][0]}"
+        return "The request did not pass validation."
+    if exc.code == 400:
+        return "The request body is not valid JSON." if request.is_json or request.data else (exc.description or "Bad request.")
+    return exc.description or HTTPStatus(exc.code).description
+
+
+def register_error_handlers(app) -> None:
+    @app.errorhandler(DomainError)
+    def handle_domain_error(exc: DomainError):
+        if wants_json():
+            return json_error(exc.status, exc.message, exc.reason, exc.errors)
+        return render_error_page(exc.status, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(exc: HTTPException):
+        if exc.code is None:
+            return exc
+        if wants_json():
+            errors = _http_exception_errors(exc)
+            if exc.code == 422 and not errors:
+                errors = {"_schema": ["Invalid input."]}
+            reason = REASON_BY_STATUS.get(exc.code, "error")
+            response = json_error(exc.code, _message_for(exc, errors), reason, errors)
+            if exc.code == 405:
+                valid = getattr(exc, "valid_methods", None)
+                if valid:
+                    response.headers["Allow"] = ", ".join(valid)
+            return response
+        return render_error_page(exc.code, exc.description)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception):
+        log.exception("Unhandled error on %s %s", request.method, request.path)
+        if app.config.get("PROPAGATE_EXCEPTIONS"):
+            raise exc
+        if wants_json():
+            return json_error(500, "An internal error occurred; it has been logged.", "internal_error")
+        return render_error_page(500, None)
+
+
+def render_error_page(status: int, message: str | None):
+    template = f"errors/{status}.html" if status in (403, 404, 500) else "errors/generic.html"
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return render_template(template, status=status, phrase=phrase, message=message), status
