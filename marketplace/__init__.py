@@ -8,7 +8,8 @@ from flask import Flask, jsonify
 from sqlalchemy import text
 
 from .config import BASE_DIR, build_config
-from .extensions import api, csrf, db, limiter, login_manager, migrate
+from .extensions import api, csrf, limiter, login_manager, migrate
+from .extensions import db as sqla
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -35,8 +36,8 @@ def register_extensions(app: Flask) -> None:
         from .sqlite import configure_sqlite
 
         configure_sqlite(app)
-    db.init_app(app)
-    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
+    sqla.init_app(app)
+    migrate.init_app(app, sqla, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -50,6 +51,9 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from .accounts import api as accounts_api
+    from .conversation import api as conversation_api
+    from .notifications import api as notifications_api
+    from .pools import api as pools_api
     from .accounts import views as accounts_views
     from .docs import views as docs_views
     from .main import views as main_views
@@ -58,13 +62,14 @@ def register_blueprints(app: Flask) -> None:
     from .wallet import api as wallet_api
     from .wallet import views as wallet_views
 
-    for module in (accounts_api, wallet_api, operators_api):
+    api_modules = (accounts_api, wallet_api, pools_api, conversation_api, notifications_api, operators_api)
+    for module in api_modules:
         api.register_blueprint(module.bp)
     for module in (main_views, accounts_views, wallet_views, operators_views, docs_views):
         app.register_blueprint(module.bp)
     # The API authenticates with Bearer tokens, never cookies: no CSRF there.
-    for name in ("members_api", "wallet_api", "operators_api"):
-        csrf.exempt(app.blueprints[name])
+    for module in api_modules:
+        csrf.exempt(module.bp)
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -107,9 +112,9 @@ def register_health(app: Flask) -> None:
     @limiter.exempt
     def healthz():
         try:
-            db.session.execute(text("SELECT 1"))
+            sqla.session.execute(text("SELECT 1"))
             return jsonify(status="ok", database="ok")
         except Exception:  # noqa: BLE001 - any failure means "unreachable"
             logging.getLogger(__name__).exception("health check: database unreachable")
-            db.session.rollback()
+            sqla.session.rollback()
             return jsonify(status="degraded", database="unreachable"), 503

@@ -1,0 +1,128 @@
+"""JSON API: buying pools (shared/API.md "Buying pools")."""
+
+from flask import request
+
+from ..accounts.auth import api_member
+from ..apiutil import BEARER, ApiBlueprint, page_slice
+from ..ledger.idempotency import idempotent
+from . import services
+from .schemas import BidIn, BidOut, PledgeIn, PledgeOut, PoolIn, PoolOut, PoolQuery
+
+bp = ApiBlueprint("pools_api", __name__, url_prefix="/api/v1", description="Buying pools: pledges, bids, clearing")
+
+
+@bp.post("/pools")
+@bp.arguments(PoolIn)
+@bp.response(201, PoolOut)
+@bp.doc(security=BEARER)
+def create_pool(data):
+    """Open a buying pool (verified members and operators)."""
+    pool = services.create_pool(api_member().id, **data)
+    return services.present_pool(pool)
+
+
+@bp.get("/pools")
+@bp.arguments(PoolQuery, location="query")
+@bp.response(200, PoolOut(many=True))
+@bp.paginate()
+@bp.doc(security=BEARER)
+def list_pools(args, pagination_parameters):
+    """Pools, optionally by status (open ones soonest deadline first) or title search."""
+    api_member()
+    pools, total = services.list_pools(
+        status=args.get("status"),
+        q=args.get("q"),
+        offset=pagination_parameters.first_item,
+        limit=pagination_parameters.page_size,
+    )
+    page_slice(pagination_parameters, total)
+    return services.present_pools(pools)
+
+
+@bp.get("/pools/<int:pool_id>")
+@bp.response(200, PoolOut)
+@bp.doc(security=BEARER)
+def get_pool(pool_id):
+    """One pool with its pledged volume and current best unit price."""
+    api_member()
+    return services.present_pool(services.get_pool(pool_id))
+
+
+@bp.post("/pools/<int:pool_id>/pledges")
+@idempotent
+@bp.arguments(PledgeIn)
+@bp.response(201, PledgeOut)
+@bp.doc(security=BEARER)
+def pledge(data, pool_id):
+    """Pledge a quantity at a maximum unit price; holds quantity x max price."""
+    return services.place_pledge(pool_id, api_member().id, **data)
+
+
+@bp.get("/pools/<int:pool_id>/pledges")
+@bp.response(200, PledgeOut(many=True))
+@bp.doc(security=BEARER)
+def pool_pledges(pool_id):
+    """The caller's pledges in this pool (the organizer and operators see all)."""
+    return services.pledges_in_pool(pool_id, api_member().id)
+
+
+@bp.delete("/pools/<int:pool_id>/pledges/<int:pledge_id>")
+@bp.response(200, PledgeOut)
+@bp.doc(security=BEARER)
+def withdraw(pool_id, pledge_id):
+    """Withdraw one's own pledge while the pool is open; the hold is released."""
+    return services.withdraw_pledge(pool_id, pledge_id, api_member().id)
+
+
+@bp.get("/pledges")
+@bp.response(200, PledgeOut(many=True))
+@bp.paginate()
+@bp.doc(security=BEARER)
+def my_pledges(pagination_parameters):
+    """The caller's pledges in every pool, newest first."""
+    member_id = api_member().id
+    offset, limit = page_slice(pagination_parameters, services.count_my_pledges(member_id))
+    return services.my_pledges(member_id, offset=offset, limit=limit)
+
+
+@bp.post("/pools/<int:pool_id>/bids")
+@bp.arguments(BidIn)
+@bp.response(201, BidOut)
+@bp.doc(security=BEARER)
+def bid(data, pool_id):
+    """Suppliers: bid volume-tiered prices (replaces your earlier bid)."""
+    return services.place_bid(pool_id, api_member().id, **data)
+
+
+@bp.get("/pools/<int:pool_id>/bids")
+@bp.response(200, BidOut(many=True))
+@bp.doc(security=BEARER)
+def bids(pool_id):
+    """Open: your own bid (operators: all). Closed: every bid and how it cleared."""
+    return services.bids_for(pool_id, api_member().id)
+
+
+@bp.post("/pools/<int:pool_id>/close")
+@bp.response(200, PoolOut)
+@bp.doc(security=BEARER)
+def close(pool_id):
+    """Organizer or operator: clear and settle the pool now."""
+    pool = services.close_pool(pool_id, api_member().id, ip=request.remote_addr or "")
+    return services.present_pool(pool)
+
+
+@bp.post("/pools/<int:pool_id>/delivery")
+@bp.response(200, PoolOut)
+@bp.doc(security=BEARER)
+def delivery(pool_id):
+    """The winning supplier confirms delivery; escrow is paid out less the fee."""
+    return services.present_pool(services.confirm_delivery(pool_id, api_member().id))
+
+
+@bp.post("/pools/<int:pool_id>/cancel")
+@bp.response(200, PoolOut)
+@bp.doc(security=BEARER)
+def cancel(pool_id):
+    """Organizer (open pool) or operator (open or awarded pool): cancel and release/refund."""
+    pool = services.cancel_pool(pool_id, api_member().id, ip=request.remote_addr or "")
+    return services.present_pool(pool)

@@ -1,0 +1,603 @@
+"""Buying pools: create, pledge with holds, bid, close (clear + settle), deliver, cancel.
+
+Lock order everywhere: pool row, then pledge/hold rows, then balance rows
+(the ledger locks those in ascending id order). Pledges and withdrawals take
+the pool row FOR SHARE, so they run side by side but never across a close,
+which takes it FOR UPDATE.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import func, or_, select
+
+from ..clock import now
+from ..db import transaction
+from ..errors import Forbidden, InvalidState, NotFound, NotVerified, PoolNotOpen, ValidationFailed
+from ..extensions import db
+from ..ledger import services as ledger
+from ..ledger.settlement import settle_holds
+from ..money import MAX_AMOUNT, fee, format_amount
+from ..notifications.services import notify, notify_many
+from ..operators.services import record_audit
+from . import engine
+from .models import Bid, BidTier, Pledge, Pool
+
+COUNTED_PLEDGES = ("active", "filled", "released")
+
+# ---------------------------------------------------------------- reading
+
+
+def get_pool(pool_id: int) -> Pool:
+    pool = db.session.get(Pool, pool_id)
+    if pool is None:
+        raise NotFound(f"No pool {pool_id}.")
+    return pool
+
+
+def _lock_pool(pool_id: int, *, share: bool = False) -> Pool:
+    pool = db.session.execute(
+        select(Pool).where(Pool.id == pool_id).with_for_update(read=share, of=Pool),
+        execution_options={"populate_existing": True},
+    ).scalar_one_or_none()
+    if pool is None:
+        raise NotFound(f"No pool {pool_id}.")
+    return pool
+
+
+def _ensure_open(pool: Pool) -> None:
+    if pool.status != "open":
+        raise PoolNotOpen(f"Pool {pool.id} is {pool.status}, not open.")
+    if now() >= pool.deadline:
+        raise PoolNotOpen(f"Pool {pool.id} passed its deadline and is waiting to be closed.")
+
+
+def list_pools(*, status: str | None = None, q: str | None = None, closing_soon: bool = False, offset=0, limit=50):
+    query = select(Pool)
+    if status == "closed":
+        query = query.where(Pool.status != "open")
+    elif status:
+        query = query.where(Pool.status == status)
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(Pool.title.ilike(like, escape="\\"), Pool.description.ilike(like, escape="\\")))
+    total = db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    if closing_soon or status == "open":
+        query = query.order_by(Pool.deadline.asc(), Pool.id.asc())
+    else:
+        query = query.order_by(Pool.id.desc())
+    pools = list(db.session.execute(query.offset(offset).limit(limit)).scalars())
+    return pools, total
+
+
+def pool_stats(pool_ids: list[int]) -> dict[int, dict]:
+    """Pledged volume and pledge count per pool (withdrawn pledges excluded)."""
+    stats = {pid: {"volume": 0, "pledge_count": 0} for pid in pool_ids}
+    if not pool_ids:
+        return stats
+    rows = db.session.execute(
+        select(Pledge.pool_id, func.coalesce(func.sum(Pledge.quantity), 0), func.count(Pledge.id))
+        .where(Pledge.pool_id.in_(pool_ids), Pledge.status.in_(COUNTED_PLEDGES))
+        .group_by(Pledge.pool_id)
+    ).all()
+    for pool_id, volume, count in rows:
+        stats[pool_id] = {"volume": int(volume), "pledge_count": int(count)}
+    return stats
+
+
+def _engine_bid(bid: Bid) -> engine.Bid:
+    return engine.Bid(
+        id=bid.id,
+        tiers=tuple(engine.Tier(t.min_volume, t.unit_price) for t in bid.tiers),
+        capacity=bid.capacity,
+        placed_at=bid.created_at,
+    )
+
+
+def priced_bids(pool_ids: list[int]) -> dict[int, list[engine.Bid]]:
+    """Bids that price the pool (not replaced or void), as engine values."""
+    out: dict[int, list[engine.Bid]] = defaultdict(list)
+    if not pool_ids:
+        return out
+    bids = db.session.execute(
+        select(Bid).where(Bid.pool_id.in_(pool_ids), Bid.status.in_(("active", "won", "lost")))
+    ).scalars()
+    for bid in bids:
+        out[bid.pool_id].append(_engine_bid(bid))
+    return out
+
+
+def present_pools(pools: list[Pool]) -> list[dict]:
+    """Pools as the API's dicts, with volume, pledge_count and best_unit_price."""
+    ids = [p.id for p in pools]
+    stats = pool_stats(ids)
+    bids = priced_bids(ids)
+    out = []
+    for pool in pools:
+        volume = stats[pool.id]["volume"]
+        out.append(
+            {
+                "id": pool.id,
+                "title": pool.title,
+                "description": pool.description,
+                "unit": pool.unit,
+                "currency": pool.currency,
+                "min_volume": pool.min_volume,
+                "deadline": pool.deadline,
+                "status": pool.status,
+                "organizer_id": pool.organizer_id,
+                "volume": volume,
+                "pledge_count": stats[pool.id]["pledge_count"],
+                "best_unit_price": engine.best_unit_price(bids.get(pool.id, []), volume),
+                "bid_count": len(bids.get(pool.id, [])),
+                "award": pool.award,
+                "created_at": pool.created_at,
+                "closed_at": pool.closed_at,
+                "delivered_at": pool.delivered_at,
+            }
+        )
+    return out
+
+
+def present_pool(pool: Pool) -> dict:
+    return present_pools([pool])[0]
+
+
+def pool_insight(pool: Pool) -> dict:
+    """Numbers for the pool page: progress, best price, next break, curve."""
+    data = present_pool(pool)
+    bids = priced_bids([pool.id]).get(pool.id, [])
+    volume = data["volume"]
+    data["next_break"] = engine.next_price_break(bids, volume)
+    data["curve"] = engine.price_curve(bids)
+    data["progress_pct"] = min(100, (volume * 100) // pool.min_volume) if pool.min_volume else 0
+    data["units_to_min"] = max(0, pool.min_volume - volume)
+    return data
+
+
+# ---------------------------------------------------------------- creating
+
+
+def create_pool(
+    actor_id: int,
+    *,
+    title: str,
+    description: str,
+    unit: str,
+    currency: str,
+    min_volume: int,
+    deadline: datetime,
+) -> Pool:
+    from ..accounts.services import get_member
+
+    with transaction():
+        actor = get_member(actor_id)
+        if actor.role == "supplier":
+            raise Forbidden("Suppliers bid on pools; members and operators organise them.")
+        if not actor.is_operator and not actor.is_verified:
+            raise NotVerified("Only verified members can organise a pool; ask an operator to verify you.")
+        if deadline <= now():
+            raise ValidationFailed("The deadline must be in the future.", errors={"deadline": ["must be in the future"]})
+        if currency not in current_app.config["CURRENCIES"]:
+            raise ValidationFailed(errors={"currency": ["unknown currency"]})
+        pool = Pool(
+            title=title,
+            description=description or "",
+            unit=unit,
+            currency=currency,
+            min_volume=min_volume,
+            deadline=deadline,
+            status="open",
+            organizer_id=actor_id,
+            created_at=now(),
+        )
+        db.session.add(pool)
+        db.session.flush()
+    return pool
+
+
+def place_pledge(pool_id: int, member_id: int, *, quantity: int, max_unit_price: int) -> Pledge:
+    """Pledge ``quantity`` at up to ``max_unit_price``; holds quantity x max price."""
+    from ..accounts.services import get_member
+
+    held = quantity * max_unit_price
+    if held > MAX_AMOUNT:
+        raise ValidationFailed(
+            "quantity x max_unit_price may not exceed 10^12 minor units.",
+            errors={"quantity": ["quantity x max_unit_price exceeds 10^12"]},
+        )
+    with transaction():
+        member = get_member(member_id)
+        if member.role == "supplier":
+            raise Forbidden("Suppliers cannot pledge to pools.")
+        pool = _lock_pool(pool_id, share=True)
+        _ensure_open(pool)
+        wallet = ledger.wallet_account(member_id, pool.currency)
+        hold = ledger.place_hold(wallet, held, reference=f"pool:{pool.id}:pledge")
+        pledge = Pledge(
+            pool_id=pool.id,
+            member_id=member_id,
+            quantity=quantity,
+            max_unit_price=max_unit_price,
+            held_amount=held,
+            charged_amount=0,
+            status="active",
+            hold_id=hold.id,
+            created_at=now(),
+        )
+        db.session.add(pledge)
+        db.session.flush()
+    return pledge
+
+
+def get_pledge_for(pool_id: int, pledge_id: int, viewer_id: int) -> Pledge:
+    from ..accounts.services import get_member
+
+    pledge = db.session.get(Pledge, pledge_id)
+    if pledge is None or pledge.pool_id != pool_id:
+        raise NotFound(f"No pledge {pledge_id} in pool {pool_id}.")
+    if pledge.member_id != viewer_id and not get_member(viewer_id).is_operator:
+        raise Forbidden("This pledge is not yours.")
+    return pledge
+
+
+def withdraw_pledge(pool_id: int, pledge_id: int, member_id: int) -> Pledge:
+    """The member takes the pledge back while the pool is open; hold released."""
+    with transaction():
+        pool = _lock_pool(pool_id, share=True)
+        pledge = db.session.execute(
+            select(Pledge).where(Pledge.id == pledge_id).with_for_update(of=Pledge),
+            execution_options={"populate_existing": True},
+        ).scalar_one_or_none()
+        if pledge is None or pledge.pool_id != pool.id:
+            raise NotFound(f"No pledge {pledge_id} in pool {pool_id}.")
+        if pledge.member_id != member_id:
+            raise Forbidden("Only the member who made a pledge can withdraw it.")
+        _ensure_open(pool)
+        if pledge.status != "active":
+            raise InvalidState(f"The pledge is already {pledge.status}.")
+        ledger.release_hold(pledge.hold_id)
+        pledge.status = "withdrawn"
+        pledge.resolved_at = now()
+        db.session.flush()
+    return pledge
+
+
+def my_pledges(member_id: int, *, offset: int = 0, limit: int | None = 50) -> list[Pledge]:
+    query = select(Pledge).where(Pledge.member_id == member_id).order_by(Pledge.id.desc()).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(db.session.execute(query).scalars())
+
+
+def count_my_pledges(member_id: int) -> int:
+    return db.session.execute(select(func.count(Pledge.id)).where(Pledge.member_id == member_id)).scalar_one()
+
+
+def pledges_in_pool(pool_id: int, viewer_id: int) -> list[Pledge]:
+    """The viewer's own pledges in a pool (operators and the organizer see all)."""
+    from ..accounts.services import get_member
+
+    pool = get_pool(pool_id)
+    viewer = get_member(viewer_id)
+    query = select(Pledge).where(Pledge.pool_id == pool.id).order_by(Pledge.id)
+    if not (viewer.is_operator or viewer.id == pool.organizer_id):
+        query = query.where(Pledge.member_id == viewer_id)
+    return list(db.session.execute(query).scalars())
+
+
+# ---------------------------------------------------------------- bids
+
+
+def validate_tiers(tiers: list[dict], capacity: int) -> None:
+    """Tiers must be non-empty, volumes strictly rising, prices not rising."""
+    errors: dict[str, list[str]] = {}
+    if not tiers:
+        errors["tiers"] = ["at least one tier is required"]
+    for i in range(1, len(tiers)):
+        if tiers[i]["min_volume"] <= tiers[i - 1]["min_volume"]:
+            errors.setdefault(f"tiers.{i}.min_volume", []).append("must be greater than the previous tier's min_volume")
+        if tiers[i]["unit_price"] > tiers[i - 1]["unit_price"]:
+            errors.setdefault(f"tiers.{i}.unit_price", []).append("must not be higher than the previous tier's unit_price")
+    if tiers and capacity < tiers[0]["min_volume"]:
+        errors["capacity"] = ["must be at least the first tier's min_volume"]
+    if tiers and capacity * tiers[-1]["unit_price"] > MAX_AMOUNT * 1000:
+        errors["capacity"] = ["capacity x unit_price is out of range"]
+    if errors:
+        raise ValidationFailed("The bid's tiers are not valid.", errors=errors)
+
+
+def place_bid(pool_id: int, supplier_id: int, *, tiers: list[dict], capacity: int) -> Bid:
+    """A supplier's volume-tiered bid; replaces its previous bid while open."""
+    from ..accounts.services import get_member
+
+    validate_tiers(tiers, capacity)
+    with transaction():
+        supplier = get_member(supplier_id)
+        if not supplier.is_supplier:
+            raise Forbidden("Only suppliers can bid on pools.")
+        pool = _lock_pool(pool_id)
+        _ensure_open(pool)
+        previous = db.session.execute(
+            select(Bid).where(Bid.pool_id == pool.id, Bid.supplier_id == supplier_id, Bid.status == "active")
+        ).scalars()
+        for old in previous:
+            old.status = "replaced"
+        bid = Bid(pool_id=pool.id, supplier_id=supplier_id, capacity=capacity, status="active", created_at=now())
+        db.session.add(bid)
+        db.session.flush()
+        for tier in tiers:
+            db.session.add(BidTier(bid_id=bid.id, min_volume=tier["min_volume"], unit_price=tier["unit_price"]))
+        db.session.flush()
+        db.session.refresh(bid)
+    return bid
+
+
+def bids_for(pool_id: int, viewer_id: int) -> list[Bid]:
+    """Open pool: the viewer's own bid (operators: all). Closed: every bid."""
+    from ..accounts.services import get_member
+
+    pool = get_pool(pool_id)
+    viewer = get_member(viewer_id)
+    query = select(Bid).where(Bid.pool_id == pool.id).order_by(Bid.created_at, Bid.id)
+    if pool.status == "open":
+        query = query.where(Bid.status == "active")
+        if not viewer.is_operator:
+            query = query.where(Bid.supplier_id == viewer_id)
+    else:
+        query = query.where(Bid.status != "replaced")
+    return list(db.session.execute(query).scalars())
+
+
+# ---------------------------------------------------------------- closing
+
+
+def close_pool(pool_id: int, actor_id: int | None = None, *, ip: str = "") -> Pool:
+    """Clear the pool and settle it: capture filled holds into escrow, release the rest.
+
+    ``actor_id`` None is the scheduler (allowed only after the deadline).
+    Closing a pool that is no longer open is 409 pool_not_open, so two
+    closes, even racing, award once.
+    """
+    from ..accounts.services import get_member
+
+    with transaction():
+        pool = _lock_pool(pool_id)
+        if actor_id is not None:
+            actor = get_member(actor_id)
+            if not (actor.is_operator or actor.id == pool.organizer_id):
+                raise Forbidden("Only the pool's organizer or an operator can close it.")
+        if pool.status != "open":
+            raise PoolNotOpen(f"Pool {pool.id} is already {pool.status}.")
+        if actor_id is None and now() < pool.deadline:
+            raise InvalidState("The scheduler closes a pool only after its deadline.")
+        pledges = list(
+            db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "active")).scalars()
+        )
+        bids = list(db.session.execute(select(Bid).where(Bid.pool_id == pool.id, Bid.status == "active")).scalars())
+        result = engine.clear(
+            pool.min_volume,
+            [engine.Pledge(p.id, p.quantity, p.max_unit_price, p.created_at) for p in pledges],
+            [_engine_bid(b) for b in bids],
+        )
+        _record_outcomes(bids, result)
+        _settle_pledges(pool, pledges, result)
+        moment = now()
+        pool.closed_at = moment
+        if result.awarded:
+            winner = next(b for b in bids if b.id == result.winning_bid_id)
+            pool.status = "awarded"
+            pool.winning_bid_id = winner.id
+            pool.award_supplier_id = winner.supplier_id
+            pool.award_unit_price = result.unit_price
+            pool.award_volume = result.volume
+            pool.award_total = result.total
+            pool.award_fee = fee(result.total, current_app.config["POOL_FEE_BPS"])
+        else:
+            pool.status = "failed"
+        _notify_close(pool, pledges, bids, result)
+        if actor_id is not None and get_member(actor_id).is_operator:
+            record_audit(actor_id, "pool.close", "pool", pool.id, {"status": pool.status}, ip=ip)
+        db.session.flush()
+    return pool
+
+
+def _record_outcomes(bids: list[Bid], result: engine.ClearingResult) -> None:
+    by_id = {o.bid_id: o for o in result.outcomes}
+    for bid in bids:
+        outcome = by_id[bid.id]
+        bid.status = "won" if outcome.winner else "lost"
+        bid.outcome_cleared = outcome.cleared
+        bid.outcome_volume = outcome.volume
+        bid.outcome_unit_price = outcome.unit_price
+        bid.outcome_members_served = outcome.members_served
+        bid.outcome_total = outcome.total
+        bid.outcome_reason = outcome.reason
+        bid.outcome_explanation = outcome.explanation[:300]
+
+
+def _settle_pledges(pool: Pool, pledges: list[Pledge], result: engine.ClearingResult) -> None:
+    escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
+    moment = now()
+    captures: list[tuple[int, int]] = []
+    releases: list[int] = []
+    for pledge in pledges:
+        if result.fates.get(pledge.id) == "filled":
+            pledge.status = "filled"
+            pledge.charged_amount = pledge.quantity * result.unit_price
+            captures.append((pledge.hold_id, pledge.charged_amount))
+        else:
+            pledge.status = "released"
+            pledge.charged_amount = 0
+            releases.append(pledge.hold_id)
+        pledge.resolved_at = moment
+    settle_holds(
+        captures,
+        releases,
+        escrow,
+        kind="pool_capture",
+        memo=f"Pool {pool.id} awarded: pledge charged",
+    )
+
+
+def _notify_close(pool: Pool, pledges: list[Pledge], bids: list[Bid], result: engine.ClearingResult) -> None:
+    link = f"/pools/{pool.id}"
+    rows = []
+    for pledge in pledges:
+        if pool.status == "awarded" and pledge.status == "filled":
+            msg = (
+                f"Pool “{pool.title}” was awarded at {format_amount(pool.award_unit_price, pool.currency)} per "
+                f"{pool.unit}: you were charged {format_amount(pledge.charged_amount, pool.currency)} and the rest "
+                "of your hold was released."
+            )
+            rows.append((pledge.member_id, "pool_awarded", msg, link))
+        elif pool.status == "awarded":
+            msg = (
+                f"Pool “{pool.title}” was awarded at {format_amount(pool.award_unit_price, pool.currency)}, above your "
+                "maximum price: your pledge was released and nothing was charged."
+            )
+            rows.append((pledge.member_id, "pool_released", msg, link))
+        else:
+            msg = f"Pool “{pool.title}” failed: no bid could clear it. Your hold was released; nothing was charged."
+            rows.append((pledge.member_id, "pool_failed", msg, link))
+    for bid in bids:
+        if bid.status == "won":
+            msg = (
+                f"You won pool “{pool.title}”: {pool.award_volume} {pool.unit} at "
+                f"{format_amount(pool.award_unit_price, pool.currency)}. Confirm delivery to be paid."
+            )
+            rows.append((bid.supplier_id, "bid_won", msg, link))
+        else:
+            rows.append((bid.supplier_id, "bid_lost", f"Your bid on pool “{pool.title}” did not win. {bid.outcome_explanation}", link))
+    notify_many(rows)
+
+
+def close_due_pools(moment: datetime) -> dict:
+    """Scheduler: close every open pool whose deadline has passed."""
+    due = list(
+        db.session.execute(
+            select(Pool.id).where(Pool.status == "open", Pool.deadline <= moment).order_by(Pool.deadline, Pool.id)
+        ).scalars()
+    )
+    closed = {"awarded": 0, "failed": 0, "skipped": 0}
+    for pool_id in due:
+        try:
+            pool = close_pool(pool_id, None)
+            closed[pool.status] += 1
+        except (PoolNotOpen, InvalidState):
+            db.session.rollback()
+            closed["skipped"] += 1
+    return {"closed": closed["awarded"] + closed["failed"], **closed}
+
+
+# ---------------------------------------------------------------- after close
+
+
+def confirm_delivery(pool_id: int, supplier_id: int) -> Pool:
+    """The winning supplier delivered: escrow to its wallet less the platform fee."""
+    with transaction():
+        pool = _lock_pool(pool_id)
+        if pool.status != "awarded":
+            raise InvalidState(f"Only an awarded pool can be delivered; this one is {pool.status}.")
+        if pool.award_supplier_id != supplier_id:
+            raise Forbidden("Only the winning supplier confirms delivery.")
+        escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
+        supplier_wallet = ledger.wallet_account(supplier_id, pool.currency)
+        total, platform_fee = pool.award_total, pool.award_fee
+        postings = [(escrow, total)]
+        if total - platform_fee:
+            postings.append((supplier_wallet, -(total - platform_fee)))
+        if platform_fee:
+            postings.append((ledger.fees_account(pool.currency), -platform_fee))
+        ledger.post_entry(
+            "pool_payout",
+            postings,
+            memo=f"Pool {pool.id} delivered: payout to supplier, fee {platform_fee}",
+            idempotency_key=f"pool:{pool.id}:payout",
+            actor_id=supplier_id,
+        )
+        pool.status = "delivered"
+        pool.delivered_at = now()
+        filled = db.session.execute(
+            select(Pledge.member_id).where(Pledge.pool_id == pool.id, Pledge.status == "filled").distinct()
+        ).scalars()
+        notify_many(
+            [
+                (m, "pool_delivered", f"Pool “{pool.title}” was delivered. Tell other members how it went: leave a review.", f"/pools/{pool.id}")
+                for m in filled
+            ]
+        )
+        notify(
+            supplier_id,
+            "payout",
+            f"Payout for pool “{pool.title}”: {format_amount(total - platform_fee, pool.currency)} "
+            f"(fee {format_amount(platform_fee, pool.currency)}).",
+            f"/pools/{pool.id}",
+        )
+        db.session.flush()
+    return pool
+
+
+def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
+    """Cancel: an open pool (organizer or operator) releases every hold; an
+    awarded, undelivered pool (operator only) refunds every charge from escrow."""
+    from ..accounts.services import get_member
+
+    with transaction():
+        actor = get_member(actor_id)
+        pool = _lock_pool(pool_id)
+        if not (actor.is_operator or actor.id == pool.organizer_id):
+            raise Forbidden("Only the pool's organizer or an operator can cancel it.")
+        if pool.status == "open":
+            active = list(
+                db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "active")).scalars()
+            )
+            settle_holds([], [p.hold_id for p in active], None, kind="pool_capture", memo="")
+            moment = now()
+            for pledge in active:
+                pledge.status = "released"
+                pledge.resolved_at = moment
+            members = {p.member_id for p in active}
+        elif pool.status == "awarded" and actor.is_operator:
+            filled = list(
+                db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "filled")).scalars()
+            )
+            escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
+            for pledge in filled:
+                ledger.transfer(
+                    "pool_refund",
+                    escrow,
+                    ledger.wallet_account(pledge.member_id, pool.currency),
+                    pledge.charged_amount,
+                    memo=f"Pool {pool.id} cancelled: refund of pledge {pledge.id}",
+                    idempotency_key=f"pool:{pool.id}:refund:{pledge.id}",
+                    actor_id=actor_id,
+                )
+                pledge.status = "released"
+                pledge.resolved_at = now()
+            members = {p.member_id for p in filled}
+        else:
+            raise InvalidState(f"A {pool.status} pool cannot be cancelled.")
+        bids = list(db.session.execute(select(Bid).where(Bid.pool_id == pool.id, Bid.status.in_(("active", "won", "lost")))).scalars())
+        for bid in bids:
+            bid.status = "void"
+        pool.status = "cancelled"
+        pool.cancelled_at = now()
+        message = f"Pool “{pool.title}” was cancelled. Your money was released; nothing is charged."
+        notify_many([(m, "pool_cancelled", message, f"/pools/{pool.id}") for m in members])
+        notify_many([(b.supplier_id, "pool_cancelled", f"Pool “{pool.title}” was cancelled.", f"/pools/{pool.id}") for b in bids])
+        record_audit(actor_id, "pool.cancel", "pool", pool.id, {"by": actor.role}, ip=ip)
+        db.session.flush()
+    return pool
+
+
+def _register_jobs() -> None:
+    from ..operators.jobs import due_job
+
+    due_job("close_pools")(close_due_pools)
+
+
+_register_jobs()
