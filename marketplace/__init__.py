@@ -61,11 +61,24 @@ def register_blueprints(app: Flask) -> None:
     from .operators import views as operators_views
     from .wallet import api as wallet_api
     from .wallet import views as wallet_views
+    from .pools import views as pools_views
+    from .conversation import views as conversation_views
+    from .notifications import views as notifications_views
 
     api_modules = (accounts_api, wallet_api, pools_api, conversation_api, notifications_api, operators_api)
     for module in api_modules:
         api.register_blueprint(module.bp)
-    for module in (main_views, accounts_views, wallet_views, operators_views, docs_views):
+    web_modules = (
+        main_views,
+        accounts_views,
+        wallet_views,
+        pools_views,
+        conversation_views,
+        notifications_views,
+        operators_views,
+        docs_views,
+    )
+    for module in web_modules:
         app.register_blueprint(module.bp)
     # The API authenticates with Bearer tokens, never cookies: no CSRF there.
     for module in api_modules:
