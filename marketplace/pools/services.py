@@ -455,9 +455,14 @@ def _notify_close(pool: Pool, pledges: list[Pledge], bids: list[Bid], result: en
             )
             rows.append((pledge.member_id, "pool_awarded", msg, link))
         elif pool.status == "awarded":
+            reason = (
+                "above your maximum price"
+                if pledge.max_unit_price < pool.award_unit_price
+                else "but the winning supplier's capacity was filled by earlier pledges in the clearing order"
+            )
             msg = (
-                f"Pool “{pool.title}” was awarded at {format_amount(pool.award_unit_price, pool.currency)}, above your "
-                "maximum price: your pledge was released and nothing was charged."
+                f"Pool “{pool.title}” was awarded at {format_amount(pool.award_unit_price, pool.currency)}, {reason}: "
+                "your pledge was released and nothing was charged."
             )
             rows.append((pledge.member_id, "pool_released", msg, link))
         else:
