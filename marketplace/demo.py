@@ -16,10 +16,10 @@ OPERATOR = ("operator@demo.example", "Olivia Operator")
 SUPPLIER = ("supplier@demo.example", "Sunrise Energy Co-op")
 SUPPLIER_2 = ("supplier2@demo.example", "Northwind Power")
 MEMBERS = [
-    ("alice@demo.example", "Alice Archer", 500_000),
-    ("bob@demo.example", "Bob Baker", 250_000),
-    ("carol@demo.example", "Carol Chen", 400_000),
-    ("dave@demo.example", "Dave Diaz", 150_000),
+    ("alice@demo.example", "Alice Archer", 5_000_000),
+    ("bob@demo.example", "Bob Baker", 2_500_000),
+    ("carol@demo.example", "Carol Chen", 4_000_000),
+    ("dave@demo.example", "Dave Diaz", 1_500_000),
 ]
 
 _STEPS: list[Callable[[dict], list[str]]] = []
@@ -42,6 +42,7 @@ def _member(email: str, name: str, role: str = "member", verified: bool = True):
 
 
 def seed() -> list[str]:
+    from .pools import demo as _pools_demo  # noqa: F401  (registers its step)
     from .wallet import services as wallet
 
     lines: list[str] = []
