@@ -4,7 +4,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
-from flask_smorest import Api
+from flask_smorest import Api as SmorestApi
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
@@ -28,4 +28,16 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+class Api(SmorestApi):
+    """flask-smorest's Api documenting our real error body (shared/API.md)."""
+
+    @property
+    def ERROR_SCHEMA(self):  # noqa: N802 - flask-smorest's attribute name
+        from .schemas import ErrorSchema
+
+        return ErrorSchema
+
+
 api = Api()

@@ -75,9 +75,21 @@ def _reset_schema(app) -> None:
         db.engine.dispose()
 
 
+def _fresh_request_globals(sender, **extra):
+    """Tests keep an app context pushed, and Flask reuses it for test-client
+    requests, so ``g`` would outlive a request. Forget who was signed in."""
+    from flask import g
+
+    for name in ("_login_user", "_api_member"):
+        g.pop(name, None)
+
+
 @pytest.fixture(scope="session")
 def app():
+    from flask import request_started
+
     application = create_app(dict(TEST_CONFIG))
+    request_started.connect(_fresh_request_globals, application)
     _reset_schema(application)
     return application
 

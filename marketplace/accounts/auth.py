@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from flask import g, request
+from flask import request
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -33,7 +33,7 @@ def member_for_token(token: str) -> Member | None:
 
 def api_member() -> Member:
     """The member behind the request's Bearer token, or 401."""
-    cached = g.get("_api_member")
+    cached = request.environ.get("marketplace.api_member")
     if cached is not None:
         return cached
     header = request.headers.get("Authorization", "")
@@ -43,7 +43,7 @@ def api_member() -> Member:
     member = member_for_token(token.strip())
     if member is None:
         raise Unauthorized("The Bearer token is not valid or was revoked.")
-    g._api_member = member
+    request.environ["marketplace.api_member"] = member  # per request, never per app context
     return member
 
 

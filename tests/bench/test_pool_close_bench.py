@@ -1,0 +1,220 @@
+"""Benchmark: close a pool of 100,000 pledges against 50 bids of 5 tiers on PostgreSQL.
+
+Prints the engine time alone and the whole ``close_pool`` (clearing, holds
+captured and released, ledger postings, notifications, commit) with peak
+memory. Targets: engine <= 1 s; whole close <= 30 s; peak memory <= 500 MB.
+The setup writes a ledger-consistent world with bulk inserts (one funding
+entry per member), so the deferred balance triggers check it at commit.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, insert, select
+
+from marketplace.extensions import db
+
+PLEDGES = 100_000
+MEMBERS = 20_000
+BIDS = 50
+TIERS = 5
+FUND = 1_000_000
+SEED = 20270101
+
+
+def _bulk(table, rows, returning=None, chunk=5_000):
+    ids = []
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        if returning is not None:
+            result = db.session.execute(insert(table).returning(returning, sort_by_parameter_order=True), part)
+            ids.extend(result.scalars().all())
+        else:
+            db.session.execute(insert(table), part)
+    return ids
+
+
+def _build_world(rng: random.Random) -> tuple[int, int]:
+    from marketplace.accounts.models import Member
+    from marketplace.ledger.models import Account, Hold, JournalEntry, Posting
+    from marketplace.pools.models import Bid, BidTier, Pledge, Pool
+
+    t0 = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    tag = rng.randrange(10**9)
+    member_rows = [
+        dict(
+            email=f"bench{tag}-{i}@example.test",
+            password_hash="x",
+            display_name=f"Bench member {i}",
+            role="member" if i < MEMBERS else "supplier",
+            kyc_status="verified",
+            created_at=t0,
+        )
+        for i in range(MEMBERS + BIDS)
+    ]
+    member_ids = _bulk(Member.__table__, member_rows, returning=Member.__table__.c.id)
+    members, suppliers = member_ids[:MEMBERS], member_ids[MEMBERS:]
+
+    pledge_specs = []
+    held_by_member = [0] * MEMBERS
+    for i in range(PLEDGES):
+        m = i % MEMBERS
+        qty = rng.randint(1, 20)
+        price = rng.randint(600, 1_000)
+        pledge_specs.append((m, qty, price))
+        held_by_member[m] += qty * price
+
+    external = db.session.execute(
+        select(Account).where(Account.code == "external:sandbox:EUR")
+    ).scalar_one_or_none()
+    if external is None:
+        external_id = _bulk(
+            Account.__table__,
+            [dict(code="external:sandbox:EUR", currency="EUR", kind="external", normal_side="debit", balance=0, held=0, created_at=t0)],
+            returning=Account.__table__.c.id,
+        )[0]
+        external_balance = 0
+    else:
+        external_id, external_balance = external.id, external.balance
+    wallet_ids = _bulk(
+        Account.__table__,
+        [
+            dict(
+                code=f"member:{mid}:wallet:EUR",
+                currency="EUR",
+                kind="wallet",
+                normal_side="credit",
+                member_id=mid,
+                balance=FUND,
+                held=held_by_member[k],
+                created_at=t0,
+            )
+            for k, mid in enumerate(members)
+        ],
+        returning=Account.__table__.c.id,
+    )
+    entry_ids = _bulk(
+        JournalEntry.__table__,
+        [dict(kind="deposit", memo="bench funding", created_at=t0) for _ in members],
+        returning=JournalEntry.__table__.c.id,
+    )
+    postings = []
+    for k, entry_id in enumerate(entry_ids):
+        external_balance += FUND
+        postings.append(dict(entry_id=entry_id, account_id=external_id, currency="EUR", amount=FUND, balance_after=external_balance))
+        postings.append(dict(entry_id=entry_id, account_id=wallet_ids[k], currency="EUR", amount=-FUND, balance_after=FUND))
+    _bulk(Posting.__table__, postings)
+    db.session.execute(
+        Account.__table__.update().where(Account.__table__.c.id == external_id).values(balance=external_balance)
+    )
+
+    pool_id = _bulk(
+        Pool.__table__,
+        [
+            dict(
+                title="Benchmark pool",
+                description="",
+                unit="unit",
+                currency="EUR",
+                min_volume=1_000,
+                deadline=t0 + timedelta(days=3650),
+                status="open",
+                organizer_id=members[0],
+                created_at=t0,
+            )
+        ],
+        returning=Pool.__table__.c.id,
+    )[0]
+    hold_ids = _bulk(
+        Hold.__table__,
+        [
+            dict(account_id=wallet_ids[m], amount=q * p, captured=0, status="held", reference="bench", created_at=t0)
+            for m, q, p in pledge_specs
+        ],
+        returning=Hold.__table__.c.id,
+    )
+    _bulk(
+        Pledge.__table__,
+        [
+            dict(
+                pool_id=pool_id,
+                member_id=members[m],
+                quantity=q,
+                max_unit_price=p,
+                held_amount=q * p,
+                charged_amount=0,
+                status="active",
+                hold_id=hold_ids[i],
+                created_at=t0 + timedelta(microseconds=i),
+            )
+            for i, (m, q, p) in enumerate(pledge_specs)
+        ],
+    )
+    bid_ids = _bulk(
+        Bid.__table__,
+        [dict(pool_id=pool_id, supplier_id=s, capacity=rng.randint(600_000, 1_100_000), status="active", created_at=t0 + timedelta(seconds=j)) for j, s in enumerate(suppliers)],
+        returning=Bid.__table__.c.id,
+    )
+    tier_rows = []
+    for bid_id in bid_ids:
+        volume, price = rng.randint(500, 5_000), rng.randint(850, 1_000)
+        for _ in range(TIERS):
+            tier_rows.append(dict(bid_id=bid_id, min_volume=volume, unit_price=price))
+            volume += rng.randint(50_000, 200_000)
+            price -= rng.randint(10, 80)
+    _bulk(BidTier.__table__, tier_rows)
+    db.session.commit()
+    return pool_id, members[0]
+
+
+def test_close_pool_of_100k_pledges(bench_app):
+    from marketplace.ledger.queries import reconcile
+    from marketplace.pools import engine, services
+    from marketplace.pools.models import Bid, Pledge
+
+    rng = random.Random(SEED)
+    with bench_app.app_context():
+        t = time.perf_counter()
+        pool_id, organizer_id = _build_world(rng)
+        setup = time.perf_counter() - t
+
+        pledges = db.session.execute(select(Pledge).where(Pledge.pool_id == pool_id, Pledge.status == "active")).scalars().all()
+        bids = db.session.execute(select(Bid).where(Bid.pool_id == pool_id)).scalars().all()
+        engine_pledges = [engine.Pledge(p.id, p.quantity, p.max_unit_price, p.created_at) for p in pledges]
+        engine_bids = [services._engine_bid(b) for b in bids]
+        db.session.rollback()
+        db.session.expunge_all()
+        t = time.perf_counter()
+        result = engine.clear(1_000, engine_pledges, engine_bids)
+        engine_seconds = time.perf_counter() - t
+        del pledges, bids, engine_pledges, engine_bids
+
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        tracemalloc.start()
+        t = time.perf_counter()
+        pool = services.close_pool(pool_id, organizer_id)
+        close_seconds = time.perf_counter() - t
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        status, award = pool.status, pool.award
+        filled = db.session.execute(
+            select(func.count(Pledge.id)).where(Pledge.pool_id == pool_id, Pledge.status == "filled")
+        ).scalar_one()
+        problems = reconcile()
+        db.session.remove()
+
+    print()
+    print(f"pool close benchmark: {PLEDGES:,} pledges from {MEMBERS:,} members x {BIDS} bids of {TIERS} tiers (setup {setup:.1f} s)")
+    print(f"  engine only:        {engine_seconds:8.3f} s   (target <= 1 s)")
+    print(f"  whole close_pool:   {close_seconds:8.3f} s   (target <= 30 s)")
+    print(f"  peak Python memory: {peak / 2**20:8.1f} MB (tracemalloc during close; target <= 500 MB)")
+    print(f"  process max RSS:    {rss_after / 1024:8.1f} MB (before close {rss_before / 1024:.1f} MB)")
+    print(f"  result: {status}, {filled:,} pledges filled, award {award}")
+    assert status == ("awarded" if result.awarded else "failed")
+    assert problems == [], problems
