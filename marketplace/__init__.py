@@ -83,6 +83,9 @@ def register_blueprints(app: Flask) -> None:
     # The API authenticates with Bearer tokens, never cookies: no CSRF there.
     for module in api_modules:
         csrf.exempt(module.bp)
+    from .payments import webhooks as payments_webhooks
+    app.register_blueprint(payments_webhooks.bp)
+    csrf.exempt(payments_webhooks.bp)
 
 
 def register_error_handlers(app: Flask) -> None:

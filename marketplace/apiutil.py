@@ -1,16 +1,123 @@
-"""What every API blueprint shares: pagination defaults and the auth doc."""
+"""What every API blueprint shares: pagination defaults, the auth doc, JSON bodies.
+
+- A view documented with ``@bp.doc(security=BEARER)`` checks its Bearer token
+  before anything else, so a caller without a valid token gets 401 whatever
+  the body or query holds (never a 422 that reveals the endpoint's rules).
+- An ``<int:...>`` id in a path only matches 1 .. 2**63-1: anything else is 404.
+- Bodies must be JSON (``application/json`` or ``application/*+json``): a
+  body of another media type is 415, and anything unparseable — bad syntax,
+  bad UTF-8, an integer beyond Python's digit limit, absurd nesting — is 400.
+"""
 
 from __future__ import annotations
 
+import functools
+import re
+
 from flask_smorest import Blueprint as SmorestBlueprint
+from webargs import core
+from webargs.flaskparser import FlaskParser, abort, is_json_request
 
 BEARER = [{"bearerAuth": []}]
+
+
+class JsonBodyParser(FlaskParser):
+    """webargs' Flask parser, strict about the body's media type and syntax."""
+
+    def _raw_load_json(self, req):
+        raw = req.get_data(cache=True)
+        if not is_json_request(req):
+            if raw:
+                abort(415, messages={"headers": {"Content-Type": ["Send the body as application/json."]}})
+            return core.missing
+        return core.parse_json(raw)
+
+    def load_json(self, req, schema):
+        try:
+            return super().load_json(req, schema)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is handled (400) by webargs itself
+            return self._handle_invalid_json_error(exc, req)
+
+
+class PagingParser(FlaskParser):
+    """``page`` and ``page_size`` are plain ASCII numbers of at most nine digits.
+
+    (``int()`` alone would take "١٠" or "+5", and an enormous page number
+    would overflow the database's OFFSET.)
+    """
+
+    def load_querystring(self, req, schema):
+        for name in ("page", "page_size"):
+            for raw in req.args.getlist(name):
+                if not _PAGE_NUMBER.fullmatch(raw):
+                    abort(422, messages={"query": {name: ["Must be a whole number from 1 to 999999999."]}})
+        return super().load_querystring(req, schema)
+
+
+_PAGE_NUMBER = re.compile(r"[0-9]{1,9}")
+# Ids are 64-bit: a larger number in a path is simply not found (the
+# database would overflow on it), and so is 0.
+MAX_ID = 2**63 - 1
+_ID_IN_PATH = re.compile(r"<int:(\w+)>")
 
 
 class ApiBlueprint(SmorestBlueprint):
     """flask-smorest blueprint with the API's paging (default 50, at most 500)."""
 
     DEFAULT_PAGINATION_PARAMETERS = {"page": 1, "page_size": 50, "max_page_size": 500}
+    ARGUMENTS_PARSER = JsonBodyParser()
+    PAGINATION_ARGUMENTS_PARSER = PagingParser()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._prepare_marketplace_doc)
+
+    def add_url_rule(self, rule, endpoint=None, view_func=None, provide_automatic_options=None, **kwargs):
+        rule = _ID_IN_PATH.sub(rf"<int(min=1, max={MAX_ID}):\1>", rule)
+        if view_func is not None and needs_token(view_func):
+            view_func = _token_first(view_func)
+        super().add_url_rule(rule, endpoint, view_func, provide_automatic_options, **kwargs)
+
+    @staticmethod
+    def _prepare_marketplace_doc(doc, doc_info, **kwargs):
+        """Document the Idempotency-Key header and the 401/403/409 answers."""
+        responses = doc.setdefault("responses", {})
+
+        def add(status: int, name: str) -> None:
+            if status not in responses and str(status) not in responses:
+                responses[status] = name
+
+        if doc_info.get("manual_doc", {}).get("security"):
+            add(401, "UNAUTHORIZED")
+            add(403, "FORBIDDEN")
+        if doc_info.get("idempotent"):
+            doc.setdefault("parameters", []).append(IDEMPOTENCY_KEY_PARAMETER)
+            add(409, "CONFLICT")
+        return doc
+
+
+IDEMPOTENCY_KEY_PARAMETER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Repeat with the same key and body to get the first response again, with no second effect.",
+}
+
+
+def needs_token(view) -> bool:
+    return bool(getattr(view, "_apidoc", {}).get("manual_doc", {}).get("security"))
+
+
+def _token_first(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        from .accounts.auth import api_member
+
+        api_member()
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def page_slice(pagination_parameters, total: int) -> tuple[int, int]:

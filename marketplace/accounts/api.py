@@ -1,8 +1,9 @@
 """JSON API: members and tokens (shared/API.md "Members and tokens")."""
 
 from flask import request
-from ..apiutil import BEARER, ApiBlueprint as Blueprint
 
+from ..apiutil import BEARER
+from ..apiutil import ApiBlueprint as Blueprint
 from ..extensions import limiter
 from . import services
 from .auth import api_member, require_operator

@@ -2,12 +2,12 @@
 
 from marshmallow import Schema, fields, validate
 
-from ..schemas import StrictSchema, Text, TrimmedString, UTCDateTimeField
+from ..schemas import PlainString, StrictSchema, Text, TrimmedString, UTCDateTimeField
 
 
 class MemberIn(StrictSchema):
     email = TrimmedString(required=True, validate=[validate.Length(max=254), validate.Email()])
-    password = fields.String(required=True, validate=validate.Length(min=8, max=128))
+    password = PlainString(required=True, validate=validate.Length(min=8, max=128), load_only=True)
     display_name = Text(1, 80, required=True)
     role = fields.String(load_default="member", validate=validate.OneOf(["member", "supplier"]))
 
@@ -22,8 +22,8 @@ class MemberOut(Schema):
 
 
 class TokenIn(StrictSchema):
-    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    email = TrimmedString(required=True, validate=validate.Length(min=1, max=254))
+    password = PlainString(required=True, validate=validate.Length(min=1, max=128), load_only=True)
     name = Text(1, 80, load_default="API token")
 
 

@@ -1,3 +1,140 @@
-from flask import Blueprint
+"""Browser pages for members: sign-up, sign-in, sign-out, settings and API tokens."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from ..errors import AlreadyExists, DomainError, Unauthorized
+from ..extensions import limiter
+from ..templating import is_safe_next
+from . import services
+from .auth import web_member
+from .forms import LoginForm, SignupForm, TokenForm
 
 bp = Blueprint("auth", __name__)
+
+LOGIN_LIMIT_MESSAGE = "Too many sign-in attempts from your connection. Please wait a minute, then try again."
+
+KYC_BADGES = {"verified": "badge-ok", "unverified": "badge-warn", "rejected": "badge-bad"}
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _next_target() -> str | None:
+    """The ``?next=`` path to return to after signing in, if it is same-site."""
+    target = request.args.get("next")
+    return target if is_safe_next(target) else None
+
+
+def _add_error(field, message: str) -> None:
+    field.errors = [*field.errors, message]
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup():
+    next_url = _next_target()
+    if current_user.is_authenticated:
+        return redirect(next_url or url_for("main.index"))
+    form = SignupForm()
+    problems: list[str] = []
+    if form.validate_on_submit():
+        try:
+            member = services.create_member(
+                form.email.data, form.password.data, form.display_name.data, role=form.role.data
+            )
+        except AlreadyExists as exc:
+            _add_error(form.email, exc.message)
+        except DomainError as exc:
+            for name, messages in exc.errors.items():
+                if name in form:
+                    for message in messages:
+                        _add_error(form[name], message)
+            problems.append(exc.message)
+        else:
+            login_user(member)
+            flash(f"Welcome, {member.display_name}! Your account is ready.", "success")
+            return redirect(next_url or url_for("main.index"))
+    status = 422 if form.is_submitted() else 200
+    return render_template("accounts/signup.html", form=form, next=next_url, problems=problems), status
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"], error_message=LOGIN_LIMIT_MESSAGE)
+def login():
+    next_url = _next_target()
+    if current_user.is_authenticated and request.method == "GET":
+        return redirect(next_url or url_for("main.index"))
+    form = LoginForm()
+    problems: list[str] = []
+    status = 200
+    if form.validate_on_submit():
+        try:
+            member = services.authenticate(form.email.data, form.password.data)
+        except Unauthorized as exc:
+            problems.append(exc.message)
+            status = 401
+        except DomainError as exc:
+            problems.append(exc.message)
+            status = exc.status
+        else:
+            login_user(member, remember=bool(form.remember.data))
+            flash(f"Welcome back, {member.display_name}.", "success")
+            return redirect(next_url or url_for("main.index"))
+    elif form.is_submitted():
+        status = 422
+    return render_template("accounts/login.html", form=form, next=next_url, problems=problems), status
+
+
+@bp.post("/logout")
+def logout():
+    logout_user()  # drops the user keys and the remember-me cookie
+    flash("You are signed out. See you soon.", "info")
+    return redirect(url_for("main.index"))
+
+
+def _render_settings(token_form: TokenForm, *, new_secret: str | None = None, new_token=None, status: int = 200):
+    member = web_member()
+    response = current_app.make_response(
+        (
+            render_template(
+                "accounts/settings.html",
+                member=member,
+                kyc_badge=KYC_BADGES.get(member.kyc_status, "badge-info"),
+                tokens=services.list_tokens(member.id),
+                token_form=token_form,
+                new_secret=new_secret,
+                new_token=new_token,
+            ),
+            status,
+        )
+    )
+    if new_secret:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/settings")
+@login_required
+def settings():
+    return _render_settings(TokenForm(formdata=None))
+
+
+@bp.post("/settings/tokens")
+@login_required
+def create_token():
+    form = TokenForm()
+    if not form.validate_on_submit():
+        return _render_settings(form, status=422)
+    secret, token = services.issue_token(web_member().id, form.name.data)
+    return _render_settings(TokenForm(formdata=None), new_secret=secret, new_token=token)
+
+
+@bp.post("/settings/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int):
+    token = services.revoke_token(web_member().id, token_id)  # someone else's token: NotFound -> 404
+    flash(f"The token “{token.name}” ({token.prefix}…) is revoked; programs using it can no longer sign in.", "success")
+    return redirect(url_for("auth.settings"))

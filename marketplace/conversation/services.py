@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
 from ..db import transaction
@@ -104,7 +105,10 @@ def add_review(pool_id: int, member_id: int, rating: int, body: str) -> Review:
             created_at=now(),
         )
         db.session.add(review)
-        db.session.flush()
+        try:
+            db.session.flush()
+        except IntegrityError as exc:  # a concurrent request stored this member's review first
+            raise AlreadyExists("You already reviewed this pool.") from exc
     return review
 
 

@@ -1,7 +1,8 @@
 """PostgreSQL-only guards: the database itself refuses what the ledger forbids.
 
-- a deferred constraint trigger rejects, at commit, any journal entry whose
-  postings do not sum to zero per currency or that has fewer than two;
+- deferred constraint triggers reject, at commit, any journal entry whose
+  postings do not sum to zero per currency or that has fewer than two (each
+  new posting checks its whole entry; each new entry checks it has postings);
 - triggers reject UPDATE and DELETE of postings and journal entries;
 - (in the table definitions) a unique index on idempotency keys and a CHECK
   that keeps a wallet's available balance non-negative.
@@ -10,30 +11,42 @@ Called from the Alembic migrations; ``drop`` undoes ``create``.
 """
 
 CREATE = [
+    # Per posting: its entry has >= 2 postings and sums to 0 per currency (one
+    # indexed aggregate; the failing currency is looked up only to say which).
     """
     CREATE OR REPLACE FUNCTION ledger_entry_balanced() RETURNS trigger AS $$
     DECLARE
-        entry bigint;
+        n bigint;
+        unbalanced boolean;
         bad record;
-        n integer;
     BEGIN
-        IF TG_TABLE_NAME = 'postings' THEN
-            entry := NEW.entry_id;
-        ELSE
-            entry := NEW.id;
-        END IF;
-        SELECT count(*) INTO n FROM postings WHERE entry_id = entry;
+        SELECT coalesce(sum(s.n), 0), coalesce(bool_or(s.total <> 0), false) INTO n, unbalanced
+        FROM (SELECT count(*) AS n, sum(amount) AS total FROM postings
+              WHERE entry_id = NEW.entry_id GROUP BY currency) AS s;
         IF n < 2 THEN
-            RAISE EXCEPTION 'journal entry % has % posting(s); at least two are required', entry, n
+            RAISE EXCEPTION 'journal entry % has % posting(s); at least two are required', NEW.entry_id, n
                 USING ERRCODE = 'check_violation';
         END IF;
-        FOR bad IN
-            SELECT currency, sum(amount) AS total FROM postings
-            WHERE entry_id = entry GROUP BY currency HAVING sum(amount) <> 0
-        LOOP
-            RAISE EXCEPTION 'journal entry % is unbalanced: % postings sum to %', entry, bad.currency, bad.total
+        IF unbalanced THEN
+            SELECT currency, sum(amount) AS total INTO bad FROM postings
+            WHERE entry_id = NEW.entry_id GROUP BY currency HAVING sum(amount) <> 0 ORDER BY currency LIMIT 1;
+            RAISE EXCEPTION 'journal entry % is unbalanced: % postings sum to %', NEW.entry_id, bad.currency, bad.total
                 USING ERRCODE = 'check_violation';
-        END LOOP;
+        END IF;
+        RETURN NULL;
+    END;
+    $$ LANGUAGE plpgsql
+    """,
+    # Per entry: it has a posting at all. Every posting fires the check above,
+    # so an entry with one or more postings is fully checked through them.
+    """
+    CREATE OR REPLACE FUNCTION ledger_entry_has_postings() RETURNS trigger AS $$
+    BEGIN
+        PERFORM 1 FROM postings WHERE entry_id = NEW.id LIMIT 1;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'journal entry % has 0 posting(s); at least two are required', NEW.id
+                USING ERRCODE = 'check_violation';
+        END IF;
         RETURN NULL;
     END;
     $$ LANGUAGE plpgsql
@@ -48,7 +61,7 @@ CREATE = [
     CREATE CONSTRAINT TRIGGER journal_entries_balanced
         AFTER INSERT ON journal_entries
         DEFERRABLE INITIALLY DEFERRED
-        FOR EACH ROW EXECUTE FUNCTION ledger_entry_balanced()
+        FOR EACH ROW EXECUTE FUNCTION ledger_entry_has_postings()
     """,
     """
     CREATE OR REPLACE FUNCTION ledger_immutable() RETURNS trigger AS $$
@@ -74,6 +87,7 @@ DROP = [
     "DROP FUNCTION IF EXISTS ledger_immutable()",
     "DROP TRIGGER IF EXISTS journal_entries_balanced ON journal_entries",
     "DROP TRIGGER IF EXISTS postings_balanced ON postings",
+    "DROP FUNCTION IF EXISTS ledger_entry_has_postings()",
     "DROP FUNCTION IF EXISTS ledger_entry_balanced()",
 ]
 

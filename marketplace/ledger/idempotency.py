@@ -8,6 +8,7 @@ The same key with a different body is 409 ``idempotency_key_reused``.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -29,7 +30,7 @@ def request_fingerprint() -> str:
     raw = request.get_data(cache=True)
     try:
         body = json.dumps(json.loads(raw or b"null"), sort_keys=True, separators=(",", ":"))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON: the view answers 400; hash the raw bytes
         body = raw.decode("utf-8", "replace")
     text = f"{request.method} {request.path}\n{body}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -59,7 +60,10 @@ def _find(member_id: int, key: str) -> IdempotencyRecord | None:
 
 
 def idempotent(view):
-    """Decorate an API view (outside flask-smorest's decorators)."""
+    """Decorate an API view (outside flask-smorest's decorators).
+
+    The OpenAPI document gets the ``Idempotency-Key`` header (see apiutil).
+    """
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
@@ -102,4 +106,5 @@ def idempotent(view):
                 raise
             return _replay(existing, fingerprint)
 
+    wrapper._apidoc = {**copy.deepcopy(getattr(view, "_apidoc", {})), "idempotent": True}
     return wrapper

@@ -1,6 +1,8 @@
-"""Pure ledger rules: what makes a set of postings a valid journal entry.
+"""Pure ledger rules: what makes a set of postings a valid journal entry, and
+how a valid entry changes the balances it touches.
 
-No Flask, no database: the service layer calls these before writing, and the
+No Flask, no database: the service layer (``services.post_entry`` and
+``batch.post_entries``) calls these on the rows it has locked, and the
 hypothesis model in the tests uses them too.
 """
 
@@ -21,7 +23,7 @@ class Line:
     amount: int
 
 
-class UnbalancedEntry(ValueError):
+class UnbalancedEntry(ValueError):  # noqa: N818 - named for the rule it breaks
     pass
 
 
@@ -51,3 +53,56 @@ def normal_delta(normal_side: str, amount: int) -> int:
 def transfer_lines(debit_code: str, credit_code: str, currency: str, amount: int) -> list[Line]:
     """Two postings moving ``amount`` from the credited account to the debited one."""
     return [Line(debit_code, currency, amount), Line(credit_code, currency, -amount)]
+
+
+@dataclass
+class Balance:
+    """A locked account as the rules see it; ``balance`` is in the normal direction."""
+
+    code: str
+    currency: str
+    kind: str
+    normal_side: str
+    balance: int
+    held: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.held
+
+
+class Overdrawn(ValueError):  # noqa: N818 - named for the rule it breaks
+    """An entry would take a wallet's available balance below zero."""
+
+    def __init__(self, account_id: int, available: int):
+        super().__init__(f"account {account_id}: available balance is {available}")
+        self.account_id = account_id
+        self.available = available
+
+
+def entry_lines(balances: dict[int, Balance], postings: list[tuple[int, int]]) -> list[Line]:
+    """``(account id, signed amount)`` pairs as Lines, each in its account's currency."""
+    return [Line(balances[account_id].code, balances[account_id].currency, amount) for account_id, amount in postings]
+
+
+def apply_entry(balances: dict[int, Balance], postings: list[tuple[int, int]]) -> list[int]:
+    """Apply one balanced entry to ``balances`` in place; return each posting's balance after.
+
+    Raises Overdrawn, changing nothing, if the entry takes any wallet's
+    available balance (``balance - held``) below zero. The check is on the
+    entry's net change per account, so an entry that moves money through a
+    wallet and back leaves it alone.
+    """
+    deltas: dict[int, int] = {}
+    for account_id, amount in postings:
+        deltas[account_id] = deltas.get(account_id, 0) + normal_delta(balances[account_id].normal_side, amount)
+    for account_id, delta in deltas.items():
+        account = balances[account_id]
+        if delta < 0 and account.kind == "wallet" and account.balance + delta - account.held < 0:
+            raise Overdrawn(account_id, account.balance - account.held)
+    after = []
+    for account_id, amount in postings:
+        account = balances[account_id]
+        account.balance += normal_delta(account.normal_side, amount)
+        after.append(account.balance)
+    return after

@@ -1,8 +1,10 @@
 """Payment providers behind one small interface.
 
 ``sandbox`` is offline and succeeds at once; it is the default and what the
-demo and tests use. A provider answers whether money has really moved
-(``succeeded``) or will be confirmed later (``pending``).
+demo and tests use. ``stripe`` (stripe_provider.py) talks to Stripe. A
+provider answers whether money has really moved (``succeeded``), will be
+confirmed later (``pending``) or did not move (``failed``); when it cannot be
+reached it raises ``ProviderUnavailable`` and nothing is recorded.
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ import secrets
 from dataclasses import dataclass
 
 from flask import current_app
+
+from ..errors import DomainError
+
+
+class ProviderUnavailable(DomainError):  # noqa: N818 - named like errors.py: the rule that broke
+    """The payment provider could not be reached or refused our credentials: try again later."""
+
+    status = 503
+    reason = "provider_unavailable"
+    default_message = "The payment provider is unavailable; please try again later."
 
 
 @dataclass(frozen=True)

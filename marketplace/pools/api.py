@@ -103,6 +103,7 @@ def bids(pool_id):
 
 
 @bp.post("/pools/<int:pool_id>/close")
+@idempotent
 @bp.response(200, PoolOut)
 @bp.doc(security=BEARER)
 def close(pool_id):
@@ -112,6 +113,7 @@ def close(pool_id):
 
 
 @bp.post("/pools/<int:pool_id>/delivery")
+@idempotent
 @bp.response(200, PoolOut)
 @bp.doc(security=BEARER)
 def delivery(pool_id):
@@ -120,6 +122,7 @@ def delivery(pool_id):
 
 
 @bp.post("/pools/<int:pool_id>/cancel")
+@idempotent
 @bp.response(200, PoolOut)
 @bp.doc(security=BEARER)
 def cancel(pool_id):

@@ -9,7 +9,7 @@ which takes it FOR UPDATE.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, or_, select
@@ -19,6 +19,7 @@ from ..db import transaction
 from ..errors import Forbidden, InvalidState, NotFound, NotVerified, PoolNotOpen, ValidationFailed
 from ..extensions import db
 from ..ledger import services as ledger
+from ..ledger.models import Hold
 from ..ledger.settlement import settle_holds
 from ..money import MAX_AMOUNT, fee, format_amount
 from ..notifications.services import notify, notify_many
@@ -419,8 +420,24 @@ def _record_outcomes(bids: list[Bid], result: engine.ClearingResult) -> None:
         bid.outcome_explanation = outcome.explanation[:300]
 
 
+def _lock_settlement_accounts(pledges: list[Pledge], escrow=None) -> None:
+    """Lock every balance row a settlement touches at once, in ascending id order.
+
+    Settling resolves one hold after another; without this, two pools sharing
+    members (closing, or cancelling, side by side) would lock the members'
+    wallets in different orders and deadlock.
+    """
+    hold_ids = [p.hold_id for p in pledges if p.hold_id is not None]
+    ids = set(db.session.execute(select(Hold.account_id).where(Hold.id.in_(hold_ids))).scalars()) if hold_ids else set()
+    if escrow is not None:
+        ids.add(escrow.id)
+    if ids:
+        ledger.lock_accounts(ids)
+
+
 def _settle_pledges(pool: Pool, pledges: list[Pledge], result: engine.ClearingResult) -> None:
     escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
+    _lock_settlement_accounts(pledges, escrow)
     moment = now()
     captures: list[tuple[int, int]] = []
     releases: list[int] = []
@@ -488,14 +505,16 @@ def close_due_pools(moment: datetime) -> dict:
         ).scalars()
     )
     closed = {"awarded": 0, "failed": 0, "skipped": 0}
+    pool_ids: list[int] = []
     for pool_id in due:
         try:
             pool = close_pool(pool_id, None)
             closed[pool.status] += 1
+            pool_ids.append(pool_id)
         except (PoolNotOpen, InvalidState):
             db.session.rollback()
             closed["skipped"] += 1
-    return {"closed": closed["awarded"] + closed["failed"], **closed}
+    return {"closed": closed["awarded"] + closed["failed"], **closed, "pool_ids": pool_ids}
 
 
 # ---------------------------------------------------------------- after close
@@ -560,6 +579,7 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
             active = list(
                 db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "active")).scalars()
             )
+            _lock_settlement_accounts(active)
             settle_holds([], [p.hold_id for p in active], None, kind="pool_capture", memo="")
             moment = now()
             for pledge in active:
@@ -571,6 +591,7 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
                 db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "filled")).scalars()
             )
             escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
+            _lock_settlement_accounts(filled, escrow)
             for pledge in filled:
                 ledger.transfer(
                     "pool_refund",
@@ -606,3 +627,26 @@ def _register_jobs() -> None:
 
 
 _register_jobs()
+
+
+# ---------------------------------------------------------------- browser pages (read-only helpers)
+
+
+def list_pools_closing_soon(within: timedelta, *, q: str | None = None, offset: int = 0, limit: int = 50):
+    """Open pools whose deadline is at most ``within`` from now (overdue ones too), soonest first."""
+    query = select(Pool).where(Pool.status == "open", Pool.deadline <= now() + within)
+    if q:
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(Pool.title.ilike(like, escape="\\"), Pool.description.ilike(like, escape="\\")))
+    total = db.session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    query = query.order_by(Pool.deadline.asc(), Pool.id.asc()).offset(offset).limit(limit)
+    return list(db.session.execute(query).scalars()), total
+
+
+def closed_pool_bids(pool_id: int) -> list[Bid]:
+    """Once a pool is no longer open: every bid that priced it, with its outcome, for anyone to compare."""
+    pool = get_pool(pool_id)
+    if pool.status == "open":
+        return []
+    query = select(Bid).where(Bid.pool_id == pool.id, Bid.status != "replaced").order_by(Bid.created_at, Bid.id)
+    return list(db.session.execute(query).scalars())

@@ -1,3 +1,389 @@
-from flask import Blueprint
+"""Browser pages for buying pools: browse, start, pledge (with a confirm step), bid, close, deliver.
+
+Thin: parse the form, call the service with ``current_user``'s id, show the
+service's message (next to the field, or flashed) and redirect back. Anyone
+may browse the list and a pool's page; every action needs a signed-in member.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from markupsafe import Markup
+
+from ..accounts.auth import web_member
+from ..clock import now
+from ..conversation import services as conversation
+from ..errors import DomainError, InsufficientFunds, NotFound, NotVerified, ValidationFailed
+from ..money import MAX_AMOUNT, format_amount
+from ..templating import Page, page_from_request
+from ..wallet import services as wallet
+from . import chart, services
+from .forms import MIN_TIER_ROWS, BidForm, CommentForm, PledgeForm, PoolForm, ReviewForm
 
 bp = Blueprint("pools", __name__)
+
+PER_PAGE = 12
+PLEDGES_PER_PAGE = 25
+COMMENTS_PER_PAGE = 50
+CLOSING_SOON = timedelta(hours=48)
+TABS = (("open", "Open"), ("closing", "Closing soon"), ("closed", "Closed"))
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@bp.app_template_filter("closes_in")
+def closes_in(deadline: datetime) -> str:
+    """``"closes in 2 days 4 hours"``; ``"deadline passed, closing shortly"`` once it is over."""
+    seconds = int((deadline - now()).total_seconds())
+    if seconds <= 0:
+        return "deadline passed, closing shortly"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = []
+    if days:
+        parts.append(f"{days} day{'s' if days != 1 else ''}")
+    if hours and days < 7:
+        parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
+    if not days and minutes and hours < 6:
+        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
+    return "closes in " + (" ".join(parts) if parts else "less than a minute")
+
+
+def _member():
+    return web_member() if current_user.is_authenticated else None
+
+
+def _available(member_id: int, currency: str) -> int:
+    for row in wallet.balances(member_id):
+        if row["currency"] == currency:
+            return row["available"]
+    return 0
+
+
+def _back(pool_id: int, anchor: str | None = None):
+    return redirect(url_for("pools.detail", pool_id=pool_id, _anchor=anchor))
+
+
+def _add_errors(field, messages) -> None:
+    field.errors = [*field.errors, *(m[:1].upper() + m[1:] for m in messages)]
+
+
+def _place_errors(form, exc: DomainError) -> None:
+    """A service's ``ValidationFailed.errors`` next to the form's inputs (the rest as the first field's)."""
+    placed = False
+    for name, messages in exc.errors.items():
+        if name in form and name != "csrf_token":
+            _add_errors(form[name], messages)
+            placed = True
+    if not placed:
+        first = next(f for f in form if f.type not in ("CSRFTokenField", "HiddenField"))
+        _add_errors(first, [exc.message])
+
+
+def _comment_page(pool_id: int) -> Page:
+    """The thread is shown newest last; without ``?cpage=`` the last page (the newest comments)."""
+    total = conversation.count_comments("pool", pool_id)
+    last = Page(1, COMMENTS_PER_PAGE, total).pages
+    raw = request.args.get("cpage", "")
+    number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else last
+    return Page(min(max(number, 1), last), COMMENTS_PER_PAGE, total)
+
+
+def render_detail(
+    pool_id: int,
+    *,
+    pledge_form: PledgeForm | None = None,
+    preview: dict | None = None,
+    bid_form: BidForm | None = None,
+    comment_form: CommentForm | None = None,
+    review_form: ReviewForm | None = None,
+    status: int = 200,
+):
+    """The pool page, optionally with a submitted form (and its errors) in place."""
+    pool = services.get_pool(pool_id)
+    insight = services.pool_insight(pool)
+    bids = services.priced_bids([pool.id]).get(pool.id, [])
+    steps = chart.steps_from_bids(bids)
+    svg = chart.render_svg(
+        steps, current_volume=insight["volume"], min_volume=pool.min_volume, currency=pool.currency, unit=pool.unit
+    )
+    member = _member()
+    accepting = pool.status == "open" and now() < pool.deadline
+    own_pledges, own_bid, can_review, available = [], None, False, None
+    if member is not None:
+        if not member.is_supplier:
+            own_pledges = [p for p in services.pledges_in_pool(pool.id, member.id) if p.member_id == member.id]
+            available = _available(member.id, pool.currency)
+        if member.is_supplier and pool.status == "open":
+            own_bid = next(iter(services.bids_for(pool.id, member.id)), None)
+        can_review = conversation.can_review(pool.id, member.id)
+    raw_rows = request.args.get("rows", "")
+    rows = int(raw_rows) if raw_rows.isascii() and raw_rows.isdigit() and len(raw_rows) < 4 else MIN_TIER_ROWS
+    if bid_form is None:
+        bid_form = BidForm.from_bid(own_bid, rows) if own_bid is not None else BidForm.blank_form(rows)
+    comparison = services.closed_pool_bids(pool.id)
+    comment_page = _comment_page(pool.id)
+    return render_template(
+        "pools/detail.html",
+        pool=pool,
+        insight=insight,
+        steps=steps,
+        chart_svg=Markup(svg),  # built by chart.render_svg, every text in it escaped
+        member=member,
+        accepting=accepting,
+        is_organizer=member is not None and member.id == pool.organizer_id,
+        own_pledges=own_pledges,
+        available=available,
+        own_bid=own_bid,
+        pledge_form=pledge_form or PledgeForm(formdata=None),
+        preview=preview,
+        bid_form=bid_form,
+        more_rows=min(20, len(bid_form.rows) + 3),
+        comparison=comparison,
+        winner=next((b for b in comparison if b.id == pool.winning_bid_id), None),
+        can_review=can_review,
+        review_form=review_form or ReviewForm(formdata=None),
+        reviews=conversation.pool_reviews(pool.id),
+        comments=conversation.comments("pool", pool.id, offset=comment_page.offset, limit=comment_page.per_page),
+        comment_page=comment_page,
+        comment_form=comment_form or CommentForm(formdata=None),
+    ), status
+
+
+def _act(pool_id: int, action, success, anchor: str | None = None):
+    """Run a service action; its DomainError becomes a flashed message. Back to the pool either way."""
+    try:
+        result = action()
+    except NotFound:
+        raise
+    except DomainError as exc:
+        flash(exc.message, "danger")
+    else:
+        flash(success(result), "success")
+    return _back(pool_id, anchor)
+
+
+# ---------------------------------------------------------------- browsing
+
+
+def _browse(tab: str, q: str, offset: int):
+    if tab == "closing":
+        return services.list_pools_closing_soon(CLOSING_SOON, q=q or None, offset=offset, limit=PER_PAGE)
+    return services.list_pools(status=tab, q=q or None, offset=offset, limit=PER_PAGE)
+
+
+@bp.get("/pools")
+def index():
+    tab = request.args.get("tab", "open")
+    if tab not in dict(TABS):
+        tab = "open"
+    q = (request.args.get("q") or "").replace("\x00", "").strip()[:200]
+    _, total = _browse(tab, q, 0)
+    page = page_from_request(total, PER_PAGE)
+    pools, total = _browse(tab, q, page.offset)
+    return render_template(
+        "pools/index.html",
+        pools=services.present_pools(pools),
+        tab=tab,
+        tabs=TABS,
+        q=q,
+        page=page,
+        closing_hours=CLOSING_SOON // timedelta(hours=1),
+    )
+
+
+@bp.get("/pools/<int:pool_id>")
+def detail(pool_id: int):
+    return render_detail(pool_id)
+
+
+@bp.get("/pledges")
+@login_required
+def my_pledges():
+    member = web_member()
+    page = page_from_request(services.count_my_pledges(member.id), PLEDGES_PER_PAGE)
+    pledges = services.my_pledges(member.id, offset=page.offset, limit=page.per_page)
+    return render_template("pools/my_pledges.html", pledges=pledges, page=page)
+
+
+# ---------------------------------------------------------------- starting a pool
+
+
+def _create_refusal(member) -> tuple[str, str, int] | None:
+    if member.is_supplier:
+        return ("supplier", "Suppliers bid on pools; members and operators organise them.", 403)
+    if not member.is_operator and not member.is_verified:
+        return ("unverified", NotVerified.default_message, 403)
+    return None
+
+
+@bp.route("/pools/new", methods=["GET", "POST"])
+@login_required
+def create():
+    member = web_member()
+    refusal = _create_refusal(member)
+    if refusal is not None:
+        kind, message, status = refusal
+        return render_template("pools/create.html", form=None, refusal=kind, message=message), status
+    form = PoolForm()
+    if request.method == "GET":
+        form.deadline.data = (now() + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
+    problems: list[str] = []
+    if form.validate_on_submit():
+        try:
+            pool = services.create_pool(
+                member.id,
+                title=form.title.data,
+                description=form.description.data or "",
+                unit=form.unit.data,
+                currency=form.currency.data,
+                min_volume=form.min_volume.value,
+                deadline=form.deadline.moment,
+            )
+        except ValidationFailed as exc:
+            _place_errors(form, exc)
+        except DomainError as exc:
+            problems.append(exc.message)
+        else:
+            flash(f"Your pool “{pool.title}” is open. Share it so members can pledge.", "success")
+            return redirect(url_for("pools.detail", pool_id=pool.id))
+    status = 422 if form.is_submitted() else 200
+    return render_template(
+        "pools/create.html", form=form, refusal=None, problems=problems, now_utc=now().strftime("%Y-%m-%d %H:%M")
+    ), status
+
+
+# ---------------------------------------------------------------- pledging
+
+
+@bp.post("/pools/<int:pool_id>/pledge")
+@login_required
+def pledge(pool_id: int):
+    pool = services.get_pool(pool_id)
+    member = web_member()
+    form = PledgeForm()
+    if not form.validate_on_submit():
+        return render_detail(pool_id, pledge_form=form, status=422)
+    quantity, price = form.quantity.value, form.max_unit_price.minor_units
+    held = quantity * price
+    available = _available(member.id, pool.currency)
+    if held > MAX_AMOUNT:
+        _add_errors(form.quantity, [f"Quantity × price may not exceed {format_amount(MAX_AMOUNT, pool.currency)}."])
+        return render_detail(pool_id, pledge_form=form, status=422)
+    if form.confirm.data != "1":
+        preview = {"quantity": quantity, "price": price, "held": held, "available": available}
+        if held > available:
+            _add_errors(form.max_unit_price, [_short_of(held, available, pool.currency)])
+            return render_detail(pool_id, pledge_form=form, status=409)
+        return render_detail(pool_id, pledge_form=form, preview=preview)
+    try:
+        services.place_pledge(pool_id, member.id, quantity=quantity, max_unit_price=price)
+    except InsufficientFunds as exc:
+        _add_errors(form.max_unit_price, [_short_of(held, _available(member.id, pool.currency), pool.currency)])
+        return render_detail(pool_id, pledge_form=form, status=exc.status)
+    except ValidationFailed as exc:
+        _place_errors(form, exc)
+        return render_detail(pool_id, pledge_form=form, status=exc.status)
+    except NotFound:
+        raise
+    except DomainError as exc:
+        flash(exc.message, "danger")
+        return _back(pool_id)
+    flash(
+        f"You pledged {quantity:,} {pool.unit} at up to {format_amount(price, pool.currency)} each: "
+        f"{format_amount(held, pool.currency)} is held in your wallet until the pool closes.",
+        "success",
+    )
+    return _back(pool_id, "my-pledges")
+
+
+def _short_of(held: int, available: int, currency: str) -> str:
+    return (
+        f"Not enough money available: this pledge holds {format_amount(held, currency)} but you have "
+        f"{format_amount(available, currency)} available. Deposit money in your wallet or pledge less."
+    )
+
+
+@bp.post("/pools/<int:pool_id>/pledges/<int:pledge_id>/withdraw")
+@login_required
+def withdraw(pool_id: int, pledge_id: int):
+    def done(p):
+        return f"Pledge withdrawn: {format_amount(p.held_amount, p.pool.currency)} is available in your wallet again."
+
+    return _act(pool_id, lambda: services.withdraw_pledge(pool_id, pledge_id, web_member().id), done, "my-pledges")
+
+
+# ---------------------------------------------------------------- suppliers
+
+
+@bp.post("/pools/<int:pool_id>/bid")
+@login_required
+def bid(pool_id: int):
+    services.get_pool(pool_id)
+    member = web_member()
+    if not member.is_supplier:
+        flash("Only suppliers can bid on pools.", "danger")
+        return _back(pool_id)
+    form = BidForm.from_formdata(request.form)
+    if not form.validate():
+        return render_detail(pool_id, bid_form=form, status=422)
+    try:
+        services.place_bid(pool_id, member.id, tiers=form.tiers, capacity=form.capacity_value)
+    except ValidationFailed as exc:
+        form.add_service_errors(exc.errors, exc.message)
+        return render_detail(pool_id, bid_form=form, status=exc.status)
+    except NotFound:
+        raise
+    except DomainError as exc:
+        flash(exc.message, "danger")
+        return _back(pool_id)
+    flash(
+        f"Your bid with {len(form.tiers)} price tier{'s' if len(form.tiers) != 1 else ''} is in. "
+        "You can replace it until the pool closes.",
+        "success",
+    )
+    return _back(pool_id, "bid")
+
+
+@bp.post("/pools/<int:pool_id>/delivery")
+@login_required
+def deliver(pool_id: int):
+    def done(pool):
+        payout = format_amount(pool.award_total - pool.award_fee, pool.currency)
+        return f"Delivery confirmed. {payout} was paid to your wallet (after the platform fee)."
+
+    return _act(pool_id, lambda: services.confirm_delivery(pool_id, web_member().id), done, "award")
+
+
+# ---------------------------------------------------------------- organizer and operators
+
+
+@bp.post("/pools/<int:pool_id>/close")
+@login_required
+def close(pool_id: int):
+    def done(pool):
+        if pool.status == "awarded":
+            return (
+                f"The pool was awarded: {pool.award_volume:,} {pool.unit} at "
+                f"{format_amount(pool.award_unit_price, pool.currency)} each."
+            )
+        return "The pool closed without an award: no bid could clear it. Every hold was released."
+
+    return _act(
+        pool_id, lambda: services.close_pool(pool_id, web_member().id, ip=request.remote_addr or ""), done, "award"
+    )
+
+
+@bp.post("/pools/<int:pool_id>/cancel")
+@login_required
+def cancel(pool_id: int):
+    return _act(
+        pool_id,
+        lambda: services.cancel_pool(pool_id, web_member().id, ip=request.remote_addr or ""),
+        lambda pool: "The pool is cancelled. Every pledge's money was released or refunded.",
+    )

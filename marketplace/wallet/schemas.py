@@ -1,6 +1,6 @@
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
-from ..schemas import Amount, Currency, StrictSchema, UTCDateTimeField
+from ..schemas import Amount, Currency, StrictSchema, Text, UTCDateTimeField
 
 
 class BalanceOut(Schema):
@@ -17,7 +17,9 @@ class WalletOut(Schema):
 class DepositIn(StrictSchema):
     amount = Amount(required=True)
     currency = Currency(required=True)
-    payment_method = fields.String(validate=validate.Length(min=1, max=120), load_default=None)
+    payment_method = Text(
+        1, 120, metadata={"description": "Provider payment method id; the provider's default if left out."}
+    )
 
 
 class WithdrawalIn(StrictSchema):

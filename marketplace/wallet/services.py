@@ -151,3 +151,16 @@ def count_transactions(member_id: int) -> int:
         .join(Account, Posting.account_id == Account.id)
         .where(Account.member_id == member_id, Account.kind == "wallet")
     ).scalar_one()
+
+
+def find_payment_by_ref(provider: str, ref: str) -> Payment | None:
+    """The payment a provider knows as ``ref`` (a Stripe PaymentIntent or Payout id), or None."""
+    if not ref:
+        return None
+    return (
+        db.session.execute(
+            select(Payment).where(Payment.provider == provider, Payment.provider_ref == ref).order_by(Payment.id)
+        )
+        .scalars()
+        .first()
+    )

@@ -1,0 +1,43 @@
+// Progressive enhancement only: every page works without this file.
+(function () {
+  "use strict";
+
+  // <button data-copy-target="id"> copies the text of #id to the clipboard.
+  function setUpCopyButtons() {
+    document.querySelectorAll("[data-copy-target]").forEach(function (button) {
+      var target = document.getElementById(button.getAttribute("data-copy-target"));
+      if (!target || !navigator.clipboard) {
+        return;
+      }
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        var text = target.value !== undefined ? target.value : target.textContent;
+        navigator.clipboard.writeText(text.trim()).then(function () {
+          var status = document.getElementById(button.getAttribute("data-copy-status"));
+          if (status) {
+            status.textContent = "Copied to the clipboard.";
+          }
+        });
+      });
+    });
+  }
+
+  // <form data-submit-once>: a double click does not send the form twice.
+  function setUpSubmitOnce() {
+    document.querySelectorAll("form[data-submit-once]").forEach(function (form) {
+      form.addEventListener("submit", function () {
+        form.querySelectorAll("button[type=submit], input[type=submit]").forEach(function (button) {
+          window.setTimeout(function () {
+            button.disabled = true;
+            button.setAttribute("aria-disabled", "true");
+          }, 0);
+        });
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setUpCopyButtons();
+    setUpSubmitOnce();
+  });
+})();
