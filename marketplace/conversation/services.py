@@ -33,6 +33,8 @@ def _clean_body(body: str, limit: int) -> str:
     text = (body or "").strip()
     if not text:
         raise ValidationFailed("Write something first.", errors={"body": ["must not be empty"]})
+    if "\x00" in text:
+        raise ValidationFailed("The text contains a NUL character.", errors={"body": ["must not contain NUL characters"]})
     if len(text) > limit:
         raise ValidationFailed(f"At most {limit} characters.", errors={"body": [f"at most {limit} characters"]})
     return text
@@ -76,6 +78,8 @@ def add_review(pool_id: int, member_id: int, rating: int, body: str) -> Review:
     if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
         raise ValidationFailed(errors={"rating": ["must be an integer from 1 to 5"]})
     text = (body or "").strip()
+    if "\x00" in text:
+        raise ValidationFailed(errors={"body": ["must not contain NUL characters"]})
     if len(text) > MAX_REVIEW:
         raise ValidationFailed(errors={"body": [f"at most {MAX_REVIEW} characters"]})
     with transaction():

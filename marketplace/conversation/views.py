@@ -41,7 +41,10 @@ def too_many_requests(exc):
         return render_template("conversation/too_fast.html", message=TOO_FAST), 429
     form = CommentForm(meta={"csrf": False})
     form.body.errors = [TOO_FAST]
-    response = current_app.make_response(render_detail(pool_id, comment_form=form, status=429))
+    try:
+        response = current_app.make_response(render_detail(pool_id, comment_form=form, status=429))
+    except NotFound:
+        return render_template("conversation/too_fast.html", message=TOO_FAST), 429
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
         response.headers["Retry-After"] = str(retry_after)

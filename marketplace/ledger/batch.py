@@ -36,8 +36,7 @@ _KEY_CHUNK = 1000
 _INSERT_ENTRIES = insert(entries_table).returning(entries_table.c.id, sort_by_parameter_order=True)
 _INSERT_POSTINGS = insert(postings_table)
 _PG_NEW_IDS = (
-    "SELECT nextval((SELECT pg_get_serial_sequence('journal_entries', 'id'))::regclass) "
-    "FROM generate_series(1, %s)"
+    "SELECT nextval((SELECT pg_get_serial_sequence('journal_entries', 'id'))::regclass) FROM generate_series(1, %s)"
 )
 _PG_COPY_ENTRIES = "COPY journal_entries (id, kind, memo, idempotency_key, actor_id, created_at) FROM STDIN"
 _PG_COPY_POSTINGS = "COPY postings (entry_id, account_id, currency, amount, balance_after) FROM STDIN"

@@ -8,6 +8,7 @@ which takes it FOR UPDATE.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -514,6 +515,10 @@ def close_due_pools(moment: datetime) -> dict:
         except (PoolNotOpen, InvalidState):
             db.session.rollback()
             closed["skipped"] += 1
+        except Exception:  # noqa: BLE001 - one bad pool must not stop the others
+            db.session.rollback()
+            logging.getLogger(__name__).exception("run-due: closing pool %s failed", pool_id)
+            closed["errors"] = closed.get("errors", 0) + 1
     return {"closed": closed["awarded"] + closed["failed"], **closed, "pool_ids": pool_ids}
 
 
@@ -603,6 +608,7 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
                     actor_id=actor_id,
                 )
                 pledge.status = "released"
+                pledge.charged_amount = 0  # refunded in full
                 pledge.resolved_at = now()
             members = {p.member_id for p in filled}
         else:

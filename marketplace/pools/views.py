@@ -266,6 +266,9 @@ def create():
 def pledge(pool_id: int):
     pool = services.get_pool(pool_id)
     member = web_member()
+    if member.is_supplier:
+        flash("Suppliers cannot pledge to pools; they bid on them.", "danger")
+        return _back(pool_id)
     form = PledgeForm()
     if not form.validate_on_submit():
         return render_detail(pool_id, pledge_form=form, status=422)

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from marketplace.db import transaction
-from marketplace.errors import InsufficientFunds
+from marketplace.errors import InsufficientFunds, InvalidState
 from marketplace.extensions import db
 from marketplace.ledger import services as ledger
 from marketplace.ledger.models import Account, IdempotencyRecord, JournalEntry
@@ -139,6 +139,91 @@ def test_same_idempotency_key_from_eight_threads_through_the_api_has_one_effect(
         select(func.count(JournalEntry.id)).where(JournalEntry.kind == "deposit", JournalEntry.actor_id == member_id)
     ).scalar_one()
     assert deposits == 1
+
+
+def test_same_idempotency_key_from_eight_threads_through_the_service_posts_once(app):
+    member = make_member(funds={"EUR": 100}).id
+    wallet, cash = wallet_id(member), ledger.external_account("sandbox", "EUR").id
+    db.session.commit()
+    entries_before = entry_count()
+    db.session.remove()
+
+    def work(index: int) -> int:
+        # Each would overdraw once the first has run: the key must be seen before the funds are checked.
+        with transaction():
+            source, destination = db.session.get(Account, wallet), db.session.get(Account, cash)
+            return ledger.post_entry("withdrawal", [(source, 100), (destination, -100)], idempotency_key="drain-1").id
+
+    results = in_threads(app, 8, work)
+    assert [kind for kind, _ in results] == ["ok"] * 8, results
+    assert len({entry_id for _, entry_id in results}) == 1
+    assert entry_count() == entries_before + 1
+    assert wallet_of(member)["balance"] == 0
+
+
+def test_one_entry_reversed_by_eight_threads_at_once_is_reversed_once(app):
+    alice, bob = make_member(funds={"EUR": 1_000}).id, make_member().id
+    with transaction():
+        entry_id = ledger.transfer(
+            "gift", ledger.wallet_account(alice, "EUR"), ledger.wallet_account(bob, "EUR"), 400
+        ).id
+    db.session.remove()
+
+    results = in_threads(app, 8, lambda index: ledger.reverse_entry(entry_id).id)
+    assert len([v for kind, v in results if kind == "ok"]) == 1, results
+    losses = [v for kind, v in results if kind == "error"]
+    assert len(losses) == 7 and all(isinstance(e, InvalidState) for e in losses), losses
+    assert wallet_of(alice)["balance"] == 1_000
+    assert wallet_of(bob)["balance"] == 0
+
+
+def test_one_hold_resolved_by_eight_threads_at_once_resolves_once(app):
+    payer, payee = make_member(funds={"EUR": 1_000}).id, make_member().id
+    with transaction():
+        hold_id = ledger.place_hold(ledger.wallet_account(payer, "EUR"), 600).id
+        destination = ledger.wallet_account(payee, "EUR").id
+    db.session.remove()
+
+    def work(index: int) -> str:
+        if index % 2:
+            return ledger.release_hold(hold_id).status
+        return ledger.capture_hold(hold_id, 250, db.session.get(Account, destination), kind="pledge").status
+
+    results = in_threads(app, 8, work)
+    wins = [v for kind, v in results if kind == "ok"]
+    losses = [v for kind, v in results if kind == "error"]
+    assert len(wins) == 1 and len(losses) == 7, results
+    assert all(isinstance(e, InvalidState) for e in losses), losses
+    payer_wallet = wallet_of(payer)
+    if wins == ["captured"]:
+        assert (payer_wallet["balance"], payer_wallet["held"], wallet_of(payee)["balance"]) == (750, 0, 250)
+    else:
+        assert (payer_wallet["balance"], payer_wallet["held"], wallet_of(payee)["balance"]) == (1_000, 0, 0)
+
+
+def test_holds_and_debits_racing_for_the_same_money_never_overspend(app):
+    spender, shop = make_member(funds={"EUR": 500}).id, make_member().id
+    source_id, destination_id = wallet_id(spender), wallet_id(shop)
+    db.session.remove()
+
+    def work(index: int) -> str:
+        with transaction():
+            source = db.session.get(Account, source_id)
+            if index % 2:
+                ledger.place_hold(source, 100)
+                return "hold"
+            ledger.transfer("purchase", source, db.session.get(Account, destination_id), 100)
+            return "debit"
+
+    results = in_threads(app, 10, work)
+    wins = [v for kind, v in results if kind == "ok"]
+    losses = [v for kind, v in results if kind == "error"]
+    assert len(wins) == 5 and len(losses) == 5, results
+    assert all(isinstance(e, InsufficientFunds) for e in losses), losses
+    wallet = wallet_of(spender)
+    assert wallet["available"] == 0
+    assert wallet["held"] == 100 * wins.count("hold")
+    assert wallet["balance"] == 500 - 100 * wins.count("debit")
 
 
 # ---------------------------------------------------------------- the database's own guards

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from marketplace.db import transaction
 from marketplace.errors import InsufficientFunds, InvalidState, LedgerInvariantError, NotFound
@@ -178,6 +179,17 @@ def test_posting_to_an_account_that_does_not_exist_raises():
     assert counts() == before
 
 
+def test_a_database_error_while_posting_is_an_integrity_error_and_writes_nothing():
+    alice, bob = funded_wallet(1_000), funded_wallet(0)
+    before = counts()
+    with pytest.raises(IntegrityError):
+        ledger.transfer("gift", alice, bob, 100, actor_id=10**9)  # no such member: the foreign key refuses
+    assert counts() == before
+    assert (stored(alice.id), stored(bob.id)) == ((1_000, 0), (0, 0))
+    ledger.transfer("gift", alice, bob, 100)  # the session is usable again
+    assert stored(bob.id) == (100, 0)
+
+
 # ---------------------------------------------------------------- rollback on error
 
 
@@ -330,7 +342,11 @@ def test_reversal_mirrors_the_entry_once():
     alice, bob = funded_wallet(1_000), funded_wallet(0)
     entry = ledger.transfer("gift", alice, bob, 250)
     reversal = ledger.reverse_entry(entry.id, actor_id=alice.member_id)
-    assert (reversal.kind, reversal.reverses_id, reversal.memo) == ("reversal", entry.id, f"Reversal of entry {entry.id}")
+    assert (reversal.kind, reversal.reverses_id, reversal.memo) == (
+        "reversal",
+        entry.id,
+        f"Reversal of entry {entry.id}",
+    )
     assert [(p.account_id, p.amount) for p in reversal.postings] == [(alice.id, -250), (bob.id, 250)]
     assert stored(alice.id) == (1_000, 0)
     assert stored(bob.id) == (0, 0)

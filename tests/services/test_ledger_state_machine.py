@@ -83,9 +83,7 @@ class LedgerMachine(RuleBasedStateMachine):
         net: dict[int, int] = {}
         for account_id, amount in postings:
             net[account_id] = net.get(account_id, 0) + self.normal(account_id, amount)
-        return any(
-            delta < 0 and self.kind[a] == "wallet" and self.available(a) + delta < 0 for a, delta in net.items()
-        )
+        return any(delta < 0 and self.kind[a] == "wallet" and self.available(a) + delta < 0 for a, delta in net.items())
 
     def apply(self, entry_id: int, postings: list[tuple[int, int]], reversible: bool = True) -> None:
         for account_id, amount in postings:

@@ -73,9 +73,7 @@ amounts = st.integers(-(10**12), 10**12).filter(bool)
 @st.composite
 def balanced_entries(draw) -> list[Line]:
     """Random non-zero postings, then per currency one posting that brings the sum to zero."""
-    lines = [
-        Line(f"acct{i}", draw(currencies), draw(amounts)) for i in range(draw(st.integers(1, 8)))
-    ]
+    lines = [Line(f"acct{i}", draw(currencies), draw(amounts)) for i in range(draw(st.integers(1, 8)))]
     totals: dict[str, int] = {}
     for line in lines:
         totals[line.currency] = totals.get(line.currency, 0) + line.amount

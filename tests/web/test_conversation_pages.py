@@ -178,3 +178,12 @@ def test_supplier_profile_without_reviews_and_unknown(app):
     assert client.get(f"/suppliers/{member.id}").status_code == 404  # a member is not a supplier
     anonymous = browser(app).get(f"/suppliers/{supplier.id}")
     assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+
+
+def test_rate_limited_comment_on_a_missing_pool_is_still_a_friendly_429(app, monkeypatch):
+    monkeypatch.setitem(app.config, "COMMENT_RATE_LIMIT", "1 per minute")
+    client = signed_in(app, make_member())
+    csrf = token(client)
+    assert client.post("/pools/31337/comments", data={"csrf_token": csrf, "body": "a"}).status_code == 404
+    limited = client.post("/pools/31337/comments", data={"csrf_token": csrf, "body": "b"})
+    assert limited.status_code == 429 and "Please slow down" in text(limited)

@@ -629,3 +629,19 @@ def test_closed_pool_deadline_passed_takes_no_pledges(app):
 def test_unknown_pool_is_404(app):
     client = browser(app)
     assert client.get("/pools/999999").status_code == 404
+
+
+def test_supplier_cannot_pledge(app):
+    pool = make_pool(make_member())
+    supplier = make_member("supplier", funds={"EUR": 10_000})
+    client = signed_in(app, supplier)
+    page = client.get(f"/pools/{pool.id}")
+    assert f'action="/pools/{pool.id}/pledge"' not in page.get_data(as_text=True)
+    response = client.post(
+        f"/pools/{pool.id}/pledge",
+        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "quantity": "1", "max_unit_price": "1.00"},
+        follow_redirects=True,
+    )
+    assert "Suppliers cannot pledge to pools" in text(response)
+    assert db.session.execute(select(func.count(Pledge.id))).scalar_one() == 0
+    assert wallet_of(supplier.id)["held"] == 0
