@@ -132,5 +132,8 @@ def register_health(app: Flask) -> None:
             return jsonify(status="ok", database="ok")
         except Exception:  # noqa: BLE001 - any failure means "unreachable"
             logging.getLogger(__name__).exception("health check: database unreachable")
-            sqla.session.rollback()
+            try:
+                sqla.session.rollback()
+            except Exception:  # noqa: BLE001 - the connection may be gone too
+                sqla.session.remove()
             return jsonify(status="degraded", database="unreachable"), 503

@@ -1,16 +1,105 @@
-"""Resolve many holds at once: capture some (in part) into one account, release others.
+"""Resolve many holds at once: capture some (in part) into one account, release the rest.
 
-Used when a pool closes: every filled pledge's hold is captured for
-``quantity x unit_price`` into the pool's escrow (one two-posting entry per
-capture, so each member's statement shows its own line), every other hold
-released. Each hold resolves exactly once.
+Used when a pool closes (every filled pledge's hold captured for
+``quantity x unit_price`` into the pool's escrow, every other hold released)
+and when an open pool is cancelled (every hold released). The work is done
+for the whole set at once, so a pool of 100,000 pledges settles in seconds:
+
+1. every touched balance row is locked once, in ascending id order (so two
+   settlements sharing wallets, or a settlement and a transfer, never
+   deadlock);
+2. the holds are locked and must all still be ``held`` (each resolves
+   exactly once);
+3. each wallet's ``held`` drops by the sum of its holds, in one statement;
+4. each capture is its own two-posting journal entry (wallet -> destination),
+   so every member's statement shows its own line, posted through
+   ``batch.post_entries`` with the ledger's usual checks;
+5. the holds are marked captured/released in one statement.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
+from sqlalchemy import bindparam, select, update
+
+from ..clock import now
 from ..db import transaction
-from .models import Account
-from .services import capture_hold, release_hold
+from ..errors import InvalidState, LedgerInvariantError, NotFound
+from ..extensions import db
+from .batch import NewEntry, post_entries
+from .models import Account, Hold
+from .services import account_id_of, lock_balances
+
+_CHUNK = 10_000
+_holds = Hold.__table__
+
+
+def _chunks(items: list, size: int = _CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _load_holds(hold_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """hold id -> (account id, amount), without locking (the accounts come first)."""
+    found: dict[int, tuple[int, int]] = {}
+    for chunk in _chunks(hold_ids):
+        rows = db.session.execute(select(_holds.c.id, _holds.c.account_id, _holds.c.amount).where(_holds.c.id.in_(chunk)))
+        found.update({hold_id: (account_id, amount) for hold_id, account_id, amount in rows})
+    missing = set(hold_ids) - set(found)
+    if missing:
+        raise NotFound(f"No hold {min(missing)}.")
+    return found
+
+
+def _lock_holds(hold_ids: list[int]) -> None:
+    """Lock the holds (after their accounts); every one must still be held."""
+    for chunk in _chunks(sorted(hold_ids)):
+        rows = db.session.execute(
+            select(_holds.c.id, _holds.c.status).where(_holds.c.id.in_(chunk)).order_by(_holds.c.id).with_for_update()
+        ).all()
+        for hold_id, status in rows:
+            if status != "held":
+                raise InvalidState(f"Hold {hold_id} is already {status}.")
+
+
+_SET_HELD = (
+    update(Account.__table__)
+    .where(Account.__table__.c.id == bindparam("_id"))
+    .values(held=Account.__table__.c.held - bindparam("_released"))
+)
+_RESOLVE = (
+    update(_holds)
+    .where(_holds.c.id == bindparam("_id"))
+    .values(
+        status=bindparam("_status"),
+        captured=bindparam("_captured"),
+        capture_entry_id=bindparam("_entry"),
+        resolved_at=bindparam("_at"),
+    )
+)
+
+
+def _write_resolutions(rows: list[dict]) -> None:
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        # One statement per chunk: arrays unnested server-side.
+        for chunk in _chunks(rows, 50_000):
+            connection.exec_driver_sql(
+                "UPDATE holds AS h SET status = v.status, captured = v.captured, capture_entry_id = v.entry, "
+                "resolved_at = %(at)s FROM (SELECT unnest(%(ids)s::bigint[]) AS id, unnest(%(statuses)s::text[]) "
+                "AS status, unnest(%(captured)s::bigint[]) AS captured, unnest(%(entries)s::bigint[]) AS entry) "
+                "AS v WHERE h.id = v.id",
+                {
+                    "at": chunk[0]["_at"],
+                    "ids": [r["_id"] for r in chunk],
+                    "statuses": [r["_status"] for r in chunk],
+                    "captured": [r["_captured"] for r in chunk],
+                    "entries": [r["_entry"] for r in chunk],
+                },
+            )
+    else:
+        connection.execute(_RESOLVE, rows)
 
 
 def settle_holds(
@@ -21,11 +110,56 @@ def settle_holds(
     kind: str,
     memo: str,
     actor_id: int | None = None,
-) -> None:
+) -> list[int]:
+    """Capture ``(hold id, amount)`` pairs into ``destination``; release ``releases``.
+
+    Returns the capture entries' ids (in the order of ``captures``). All or
+    nothing: any hold already resolved raises InvalidState and nothing is
+    written.
+    """
     if captures and destination is None:
-        raise ValueError("captures need a destination account")
-    with transaction():
+        raise LedgerInvariantError("captures need a destination account")
+    hold_ids = [hold_id for hold_id, _ in captures] + list(releases)
+    if len(set(hold_ids)) != len(hold_ids):
+        raise LedgerInvariantError("a hold appears twice in one settlement")
+    if not hold_ids:
+        return []
+    with transaction() as session:
+        session.flush()
+        holds = _load_holds(hold_ids)
         for hold_id, amount in captures:
-            capture_hold(hold_id, amount, destination, kind=kind, memo=memo, actor_id=actor_id)
-        for hold_id in releases:
-            release_hold(hold_id)
+            if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= holds[hold_id][1]:
+                raise LedgerInvariantError(f"capture of {amount} outside hold {hold_id} of {holds[hold_id][1]}")
+        account_ids = {account_id for account_id, _ in holds.values()}
+        destination_id = account_id_of(destination) if destination is not None else None
+        if destination_id is not None:
+            account_ids.add(destination_id)
+        balances = lock_balances(account_ids)
+        _lock_holds(hold_ids)
+
+        released: dict[int, int] = defaultdict(int)
+        for account_id, amount in holds.values():
+            released[account_id] += amount
+        session.connection().execute(_SET_HELD, [{"_id": a, "_released": amount} for a, amount in released.items()])
+        for account_id, amount in released.items():
+            balances[account_id].held -= amount
+
+        if destination_id is not None and balances[destination_id].normal_side != "credit":
+            raise LedgerInvariantError("holds are captured into a credit-normal account (escrow, wallet)")
+        entries = (
+            NewEntry(kind=kind, postings=[(holds[hold_id][0], amount), (destination_id, -amount)], memo=memo, actor_id=actor_id)
+            for hold_id, amount in captures
+        )
+        entry_ids = post_entries(entries) if captures else []
+
+        moment = now()
+        rows = [
+            {"_id": hold_id, "_status": "captured", "_captured": amount, "_entry": entry_id, "_at": moment}
+            for (hold_id, amount), entry_id in zip(captures, entry_ids, strict=True)
+        ]
+        rows += [{"_id": hold_id, "_status": "released", "_captured": 0, "_entry": None, "_at": moment} for hold_id in releases]
+        _write_resolutions(rows)
+        for obj in list(session.identity_map.values()):
+            if isinstance(obj, (Hold, Account)):
+                session.expire(obj)
+    return entry_ids

@@ -21,6 +21,7 @@ from ..errors import Forbidden, InvalidState, NotFound, NotVerified, PoolNotOpen
 from ..extensions import db
 from ..ledger import services as ledger
 from ..ledger.models import Hold
+from ..ledger.batch import NewEntry, post_entries
 from ..ledger.settlement import settle_holds
 from ..money import MAX_AMOUNT, fee, format_amount
 from ..notifications.services import notify, notify_many
@@ -421,24 +422,8 @@ def _record_outcomes(bids: list[Bid], result: engine.ClearingResult) -> None:
         bid.outcome_explanation = outcome.explanation[:300]
 
 
-def _lock_settlement_accounts(pledges: list[Pledge], escrow=None) -> None:
-    """Lock every balance row a settlement touches at once, in ascending id order.
-
-    Settling resolves one hold after another; without this, two pools sharing
-    members (closing, or cancelling, side by side) would lock the members'
-    wallets in different orders and deadlock.
-    """
-    hold_ids = [p.hold_id for p in pledges if p.hold_id is not None]
-    ids = set(db.session.execute(select(Hold.account_id).where(Hold.id.in_(hold_ids))).scalars()) if hold_ids else set()
-    if escrow is not None:
-        ids.add(escrow.id)
-    if ids:
-        ledger.lock_accounts(ids)
-
-
 def _settle_pledges(pool: Pool, pledges: list[Pledge], result: engine.ClearingResult) -> None:
     escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
-    _lock_settlement_accounts(pledges, escrow)
     moment = now()
     captures: list[tuple[int, int]] = []
     releases: list[int] = []
@@ -584,7 +569,6 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
             active = list(
                 db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "active")).scalars()
             )
-            _lock_settlement_accounts(active)
             settle_holds([], [p.hold_id for p in active], None, kind="pool_capture", memo="")
             moment = now()
             for pledge in active:
@@ -596,20 +580,22 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
                 db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "filled")).scalars()
             )
             escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
-            _lock_settlement_accounts(filled, escrow)
-            for pledge in filled:
-                ledger.transfer(
-                    "pool_refund",
-                    escrow,
-                    ledger.wallet_account(pledge.member_id, pool.currency),
-                    pledge.charged_amount,
+            wallets = {m: ledger.wallet_account(m, pool.currency) for m in {p.member_id for p in filled}}
+            post_entries(
+                NewEntry(
+                    kind="pool_refund",
+                    postings=[(escrow, pledge.charged_amount), (wallets[pledge.member_id], -pledge.charged_amount)],
                     memo=f"Pool {pool.id} cancelled: refund of pledge {pledge.id}",
                     idempotency_key=f"pool:{pool.id}:refund:{pledge.id}",
                     actor_id=actor_id,
                 )
+                for pledge in filled
+            )
+            moment = now()
+            for pledge in filled:
                 pledge.status = "released"
                 pledge.charged_amount = 0  # refunded in full
-                pledge.resolved_at = now()
+                pledge.resolved_at = moment
             members = {p.member_id for p in filled}
         else:
             raise InvalidState(f"A {pool.status} pool cannot be cancelled.")

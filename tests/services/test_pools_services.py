@@ -257,21 +257,20 @@ def test_close_rolls_back_entirely_when_settlement_fails(monkeypatch):
 
     import marketplace.ledger.settlement as settlement
 
-    real_capture = settlement.capture_hold
+    real_write = settlement._write_resolutions
     calls = {"n": 0}
 
-    def flaky_capture(*args, **kwargs):
+    def failing_write(*args, **kwargs):
+        # Fails after the holds were unheld and the capture entries posted.
         calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("database went away mid-settlement")
-        return real_capture(*args, **kwargs)
+        raise RuntimeError("database went away mid-settlement")
 
-    monkeypatch.setattr(settlement, "capture_hold", flaky_capture)
+    monkeypatch.setattr(settlement, "_write_resolutions", failing_write)
     with pytest.raises(RuntimeError):
         pools.close_pool(pool.id, organizer.id)
-    assert calls["n"] == 3
+    assert calls["n"] == 1
     assert snapshot() == before
-    monkeypatch.setattr(settlement, "capture_hold", real_capture)
+    monkeypatch.setattr(settlement, "_write_resolutions", real_write)
     assert pools.close_pool(pool.id, organizer.id).status == "awarded"
     assert [wallet_of(m.id)["balance"] for m in members] == [8_000] * 3
     assert_ledger_invariants()
