@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 
+from ..bulk import bulk_update
 from ..clock import now
 from ..db import transaction
 from ..errors import InvalidState, LedgerInvariantError, NotFound
@@ -63,43 +64,8 @@ def _lock_holds(hold_ids: list[int]) -> None:
                 raise InvalidState(f"Hold {hold_id} is already {status}.")
 
 
-_SET_HELD = (
-    update(Account.__table__)
-    .where(Account.__table__.c.id == bindparam("_id"))
-    .values(held=Account.__table__.c.held - bindparam("_released"))
-)
-_RESOLVE = (
-    update(_holds)
-    .where(_holds.c.id == bindparam("_id"))
-    .values(
-        status=bindparam("_status"),
-        captured=bindparam("_captured"),
-        capture_entry_id=bindparam("_entry"),
-        resolved_at=bindparam("_at"),
-    )
-)
-
-
 def _write_resolutions(rows: list[dict]) -> None:
-    connection = db.session.connection()
-    if connection.dialect.name == "postgresql":
-        # One statement per chunk: arrays unnested server-side.
-        for chunk in _chunks(rows, 50_000):
-            connection.exec_driver_sql(
-                "UPDATE holds AS h SET status = v.status, captured = v.captured, capture_entry_id = v.entry, "
-                "resolved_at = %(at)s FROM (SELECT unnest(%(ids)s::bigint[]) AS id, unnest(%(statuses)s::text[]) "
-                "AS status, unnest(%(captured)s::bigint[]) AS captured, unnest(%(entries)s::bigint[]) AS entry) "
-                "AS v WHERE h.id = v.id",
-                {
-                    "at": chunk[0]["_at"],
-                    "ids": [r["_id"] for r in chunk],
-                    "statuses": [r["_status"] for r in chunk],
-                    "captured": [r["_captured"] for r in chunk],
-                    "entries": [r["_entry"] for r in chunk],
-                },
-            )
-    else:
-        connection.execute(_RESOLVE, rows)
+    bulk_update(_holds, rows)
 
 
 def settle_holds(
@@ -140,9 +106,10 @@ def settle_holds(
         released: dict[int, int] = defaultdict(int)
         for account_id, amount in holds.values():
             released[account_id] += amount
-        session.connection().execute(_SET_HELD, [{"_id": a, "_released": amount} for a, amount in released.items()])
         for account_id, amount in released.items():
             balances[account_id].held -= amount
+        # The rows are locked: writing the new absolute values is safe.
+        bulk_update(Account.__table__, [{"id": a, "held": balances[a].held} for a in released])
 
         if destination_id is not None and balances[destination_id].normal_side != "credit":
             raise LedgerInvariantError("holds are captured into a credit-normal account (escrow, wallet)")
@@ -154,10 +121,10 @@ def settle_holds(
 
         moment = now()
         rows = [
-            {"_id": hold_id, "_status": "captured", "_captured": amount, "_entry": entry_id, "_at": moment}
+            {"id": hold_id, "status": "captured", "captured": amount, "capture_entry_id": entry_id, "resolved_at": moment}
             for (hold_id, amount), entry_id in zip(captures, entry_ids, strict=True)
         ]
-        rows += [{"_id": hold_id, "_status": "released", "_captured": 0, "_entry": None, "_at": moment} for hold_id in releases]
+        rows += [{"id": hold_id, "status": "released", "captured": 0, "capture_entry_id": None, "resolved_at": moment} for hold_id in releases]
         _write_resolutions(rows)
         for obj in list(session.identity_map.values()):
             if isinstance(obj, (Hold, Account)):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
+from ..bulk import bulk_insert
 from ..clock import now
 from ..db import transaction
 from ..extensions import db
@@ -19,10 +20,10 @@ def notify_many(rows: list[tuple[int, str, str, str]]) -> None:
     if not rows:
         return
     moment = now()
-    db.session.execute(
-        insert(Notification),
+    bulk_insert(
+        Notification.__table__,
         [
-            {"member_id": m, "kind": k, "message": msg[:500], "link": link[:200], "created_at": moment}
+            {"member_id": m, "kind": k, "message": msg[:500], "link": link[:200], "created_at": moment, "read_at": None}
             for m, k, msg, link in rows
         ],
     )

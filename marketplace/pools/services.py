@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from flask import current_app
 from sqlalchemy import func, or_, select
 
+from ..bulk import bulk_update
 from ..clock import now
 from ..db import transaction
 from ..errors import Forbidden, InvalidState, NotFound, NotVerified, PoolNotOpen, ValidationFailed
 from ..extensions import db
 from ..ledger import services as ledger
-from ..ledger.models import Hold
 from ..ledger.batch import NewEntry, post_entries
 from ..ledger.settlement import settle_holds
 from ..money import MAX_AMOUNT, fee, format_amount
@@ -377,9 +378,7 @@ def close_pool(pool_id: int, actor_id: int | None = None, *, ip: str = "") -> Po
             raise PoolNotOpen(f"Pool {pool.id} is already {pool.status}.")
         if actor_id is None and now() < pool.deadline:
             raise InvalidState("The scheduler closes a pool only after its deadline.")
-        pledges = list(
-            db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "active")).scalars()
-        )
+        pledges = _active_pledge_rows(pool.id)
         bids = list(db.session.execute(select(Bid).where(Bid.pool_id == pool.id, Bid.status == "active")).scalars())
         result = engine.clear(
             pool.min_volume,
@@ -422,39 +421,67 @@ def _record_outcomes(bids: list[Bid], result: engine.ClearingResult) -> None:
         bid.outcome_explanation = outcome.explanation[:300]
 
 
-def _settle_pledges(pool: Pool, pledges: list[Pledge], result: engine.ClearingResult) -> None:
-    escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
-    moment = now()
-    captures: list[tuple[int, int]] = []
-    releases: list[int] = []
-    for pledge in pledges:
-        if result.fates.get(pledge.id) == "filled":
-            pledge.status = "filled"
-            pledge.charged_amount = pledge.quantity * result.unit_price
-            captures.append((pledge.hold_id, pledge.charged_amount))
-        else:
-            pledge.status = "released"
-            pledge.charged_amount = 0
-            releases.append(pledge.hold_id)
-        pledge.resolved_at = moment
-    settle_holds(
-        captures,
-        releases,
-        escrow,
-        kind="pool_capture",
-        memo=f"Pool {pool.id} awarded: pledge charged",
+class PledgeRow(NamedTuple):
+    id: int
+    member_id: int
+    quantity: int
+    max_unit_price: int
+    created_at: datetime
+    hold_id: int
+
+
+def _active_pledge_rows(pool_id: int) -> list[PledgeRow]:
+    """The pool's active pledges as plain tuples (a pool may hold 100,000 of them)."""
+    rows = db.session.execute(
+        select(Pledge.id, Pledge.member_id, Pledge.quantity, Pledge.max_unit_price, Pledge.created_at, Pledge.hold_id)
+        .where(Pledge.pool_id == pool_id, Pledge.status == "active")
+        .order_by(Pledge.id)
     )
+    return [PledgeRow(*row) for row in rows]
 
 
-def _notify_close(pool: Pool, pledges: list[Pledge], bids: list[Bid], result: engine.ClearingResult) -> None:
+def _charge(pledge: PledgeRow, result: engine.ClearingResult) -> int:
+    return pledge.quantity * result.unit_price if result.fates.get(pledge.id) == "filled" else 0
+
+
+def _settle_pledges(pool: Pool, pledges: list[PledgeRow], result: engine.ClearingResult) -> None:
+    """Capture each filled pledge's charge into escrow, release every other hold, record fates."""
+    escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
+    captures = [(p.hold_id, _charge(p, result)) for p in pledges if result.fates.get(p.id) == "filled"]
+    releases = [p.hold_id for p in pledges if result.fates.get(p.id) != "filled"]
+    settle_holds(captures, releases, escrow, kind="pool_capture", memo=f"Pool {pool.id} awarded: pledge charged")
+    _write_pledge_fates(pool.id, pledges, result)
+
+
+def _write_pledge_fates(pool_id: int, pledges: list[PledgeRow], result: engine.ClearingResult | None) -> None:
+    moment = now()
+    bulk_update(
+        Pledge.__table__,
+        [
+            {
+                "id": p.id,
+                "status": "filled" if result is not None and result.fates.get(p.id) == "filled" else "released",
+                "charged_amount": _charge(p, result) if result is not None else 0,
+                "resolved_at": moment,
+            }
+            for p in pledges
+        ],
+    )
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, Pledge) and obj.pool_id == pool_id:
+            db.session.expire(obj)
+
+
+def _notify_close(pool: Pool, pledges: list[PledgeRow], bids: list[Bid], result: engine.ClearingResult) -> None:
     link = f"/pools/{pool.id}"
     rows = []
+    price = format_amount(pool.award_unit_price, pool.currency) if pool.status == "awarded" else ""
     for pledge in pledges:
-        if pool.status == "awarded" and pledge.status == "filled":
+        filled = result.fates.get(pledge.id) == "filled"
+        if pool.status == "awarded" and filled:
             msg = (
-                f"Pool “{pool.title}” was awarded at {format_amount(pool.award_unit_price, pool.currency)} per "
-                f"{pool.unit}: you were charged {format_amount(pledge.charged_amount, pool.currency)} and the rest "
-                "of your hold was released."
+                f"Pool “{pool.title}” was awarded at {price} per {pool.unit}: you were charged "
+                f"{format_amount(_charge(pledge, result), pool.currency)} and the rest of your hold was released."
             )
             rows.append((pledge.member_id, "pool_awarded", msg, link))
         elif pool.status == "awarded":
@@ -463,10 +490,7 @@ def _notify_close(pool: Pool, pledges: list[Pledge], bids: list[Bid], result: en
                 if pledge.max_unit_price < pool.award_unit_price
                 else "but the winning supplier's capacity was filled by earlier pledges in the clearing order"
             )
-            msg = (
-                f"Pool “{pool.title}” was awarded at {format_amount(pool.award_unit_price, pool.currency)}, {reason}: "
-                "your pledge was released and nothing was charged."
-            )
+            msg = f"Pool “{pool.title}” was awarded at {price}, {reason}: your pledge was released and nothing was charged."
             rows.append((pledge.member_id, "pool_released", msg, link))
         else:
             msg = f"Pool “{pool.title}” failed: no bid could clear it. Your hold was released; nothing was charged."
@@ -566,14 +590,9 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
         if not (actor.is_operator or actor.id == pool.organizer_id):
             raise Forbidden("Only the pool's organizer or an operator can cancel it.")
         if pool.status == "open":
-            active = list(
-                db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "active")).scalars()
-            )
+            active = _active_pledge_rows(pool.id)
             settle_holds([], [p.hold_id for p in active], None, kind="pool_capture", memo="")
-            moment = now()
-            for pledge in active:
-                pledge.status = "released"
-                pledge.resolved_at = moment
+            _write_pledge_fates(pool.id, active, None)
             members = {p.member_id for p in active}
         elif pool.status == "awarded" and actor.is_operator:
             filled = list(

@@ -9,6 +9,7 @@ entry per member), so the deferred balance triggers check it at commit.
 
 from __future__ import annotations
 
+import os
 import random
 import resource
 import time
@@ -19,8 +20,8 @@ from sqlalchemy import func, insert, select
 
 from marketplace.extensions import db
 
-PLEDGES = 100_000
-MEMBERS = 20_000
+PLEDGES = int(os.environ.get("BENCH_POOL_PLEDGES", "100000"))
+MEMBERS = max(1, PLEDGES // 5)
 BIDS = 50
 TIERS = 5
 FUND = 1_000_000
@@ -197,7 +198,17 @@ def test_close_pool_of_100k_pledges(bench_app):
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         tracemalloc.start()
         t = time.perf_counter()
-        pool = services.close_pool(pool_id, organizer_id)
+        if os.environ.get("BENCH_PROFILE"):
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            pool = profiler.runcall(services.close_pool, pool_id, organizer_id)
+            stats = pstats.Stats(profiler).sort_stats("cumulative")
+            stats.print_stats(35)
+            stats.print_callers("_execute_clauseelement|do_executemany")
+        else:
+            pool = services.close_pool(pool_id, organizer_id)
         close_seconds = time.perf_counter() - t
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()

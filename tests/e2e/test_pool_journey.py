@@ -32,7 +32,7 @@ def pledge(page, pool_url: str, quantity: str, price: str, held: str, available:
     expect(confirm).to_contain_text(f"{quantity} units at up to {price} EUR each")
     with page.expect_navigation():
         page.get_by_role("button", name=f"Confirm: hold {held}").click()
-    assert f"is held in your wallet until the pool closes" in flash_text(page)
+    assert "is held in your wallet until the pool closes" in flash_text(page)
     mine = page.locator("#my-pledges tbody tr")
     expect(mine).to_have_count(1)
     expect(mine.first.locator("td").nth(3)).to_have_text(held)
