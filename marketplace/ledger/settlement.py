@@ -21,32 +21,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import select
-
-from ..bulk import bulk_update
+from ..bulk import bulk_update, select_by_ids
 from ..clock import now
 from ..db import transaction
 from ..errors import InvalidState, LedgerInvariantError, NotFound
-from ..extensions import db
 from .batch import NewEntry, post_entries
 from .models import Account, Hold
 from .services import account_id_of, lock_balances
 
-_CHUNK = 10_000
 _holds = Hold.__table__
-
-
-def _chunks(items: list, size: int = _CHUNK):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _load_holds(hold_ids: list[int]) -> dict[int, tuple[int, int]]:
     """hold id -> (account id, amount), without locking (the accounts come first)."""
-    found: dict[int, tuple[int, int]] = {}
-    for chunk in _chunks(hold_ids):
-        rows = db.session.execute(select(_holds.c.id, _holds.c.account_id, _holds.c.amount).where(_holds.c.id.in_(chunk)))
-        found.update({hold_id: (account_id, amount) for hold_id, account_id, amount in rows})
+    found = {
+        hold_id: (account_id, amount)
+        for hold_id, account_id, amount in select_by_ids(_holds, ["id", "account_id", "amount"], hold_ids)
+    }
     missing = set(hold_ids) - set(found)
     if missing:
         raise NotFound(f"No hold {min(missing)}.")
@@ -55,17 +46,13 @@ def _load_holds(hold_ids: list[int]) -> dict[int, tuple[int, int]]:
 
 def _lock_holds(hold_ids: list[int]) -> None:
     """Lock the holds (after their accounts); every one must still be held."""
-    for chunk in _chunks(sorted(hold_ids)):
-        rows = db.session.execute(
-            select(_holds.c.id, _holds.c.status).where(_holds.c.id.in_(chunk)).order_by(_holds.c.id).with_for_update()
-        ).all()
-        for hold_id, status in rows:
-            if status != "held":
-                raise InvalidState(f"Hold {hold_id} is already {status}.")
+    for hold_id, status in select_by_ids(_holds, ["id", "status"], hold_ids, lock=True):
+        if status != "held":
+            raise InvalidState(f"Hold {hold_id} is already {status}.")
 
 
-def _write_resolutions(rows: list[dict]) -> None:
-    bulk_update(_holds, rows)
+def _write_resolutions(rows: list[dict], moment) -> None:
+    bulk_update(_holds, rows, constants={"resolved_at": moment})
 
 
 def settle_holds(
@@ -114,18 +101,23 @@ def settle_holds(
         if destination_id is not None and balances[destination_id].normal_side != "credit":
             raise LedgerInvariantError("holds are captured into a credit-normal account (escrow, wallet)")
         entries = (
-            NewEntry(kind=kind, postings=[(holds[hold_id][0], amount), (destination_id, -amount)], memo=memo, actor_id=actor_id)
+            NewEntry(
+                kind=kind,
+                postings=[(holds[hold_id][0], amount), (destination_id, -amount)],
+                memo=memo,
+                actor_id=actor_id,
+            )
             for hold_id, amount in captures
         )
         entry_ids = post_entries(entries) if captures else []
 
         moment = now()
         rows = [
-            {"id": hold_id, "status": "captured", "captured": amount, "capture_entry_id": entry_id, "resolved_at": moment}
+            {"id": hold_id, "status": "captured", "captured": amount, "capture_entry_id": entry_id}
             for (hold_id, amount), entry_id in zip(captures, entry_ids, strict=True)
         ]
-        rows += [{"id": hold_id, "status": "released", "captured": 0, "capture_entry_id": None, "resolved_at": moment} for hold_id in releases]
-        _write_resolutions(rows)
+        rows += [{"id": hold_id, "status": "released", "captured": 0, "capture_entry_id": None} for hold_id in releases]
+        _write_resolutions(rows, moment)
         for obj in list(session.identity_map.values()):
             if isinstance(obj, (Hold, Account)):
                 session.expire(obj)

@@ -462,10 +462,10 @@ def _write_pledge_fates(pool_id: int, pledges: list[PledgeRow], result: engine.C
                 "id": p.id,
                 "status": "filled" if result is not None and result.fates.get(p.id) == "filled" else "released",
                 "charged_amount": _charge(p, result) if result is not None else 0,
-                "resolved_at": moment,
             }
             for p in pledges
         ],
+        constants={"resolved_at": moment},
     )
     for obj in list(db.session.identity_map.values()):
         if isinstance(obj, Pledge) and obj.pool_id == pool_id:

@@ -260,7 +260,7 @@ def test_close_rolls_back_entirely_when_settlement_fails(monkeypatch):
     real_write = settlement._write_resolutions
     calls = {"n": 0}
 
-    def failing_write(*args, **kwargs):
+    def failing_write(*args, **kwargs):  # noqa: ARG001
         # Fails after the holds were unheld and the capture entries posted.
         calls["n"] += 1
         raise RuntimeError("database went away mid-settlement")
