@@ -151,16 +151,7 @@ def test_accessibility_basics_on_key_pages(site, live_server):
 
         # The skip link is the first stop of the keyboard, and it moves focus to the content.
         tab.goto(path)  # a fresh load: nothing focused yet unless the page autofocuses
-        if kind == "login":
-            # The sign-in page puts the focus in the e-mail field on purpose. Move the keyboard's
-            # starting point back to the top of the body (focus and drop a throw-away element there).
-            assert tab.evaluate("() => document.activeElement.id") == "email"
-            tab.evaluate(
-                "() => { const s = document.createElement('span'); s.tabIndex = -1; document.body.prepend(s);"
-                " s.focus(); s.blur(); s.remove(); }"
-            )
-        else:
-            assert tab.evaluate("() => document.activeElement === document.body"), where
+        assert tab.evaluate("() => document.activeElement === document.body"), where
         tab.keyboard.press("Tab")
         focused = tab.evaluate(
             "() => ({text: document.activeElement.textContent.trim(), href: document.activeElement.getAttribute('href')})"
