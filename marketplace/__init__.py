@@ -51,19 +51,19 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from .accounts import api as accounts_api
-    from .conversation import api as conversation_api
-    from .notifications import api as notifications_api
-    from .pools import api as pools_api
     from .accounts import views as accounts_views
+    from .conversation import api as conversation_api
+    from .conversation import views as conversation_views
     from .docs import views as docs_views
     from .main import views as main_views
+    from .notifications import api as notifications_api
+    from .notifications import views as notifications_views
     from .operators import api as operators_api
     from .operators import views as operators_views
+    from .pools import api as pools_api
+    from .pools import views as pools_views
     from .wallet import api as wallet_api
     from .wallet import views as wallet_views
-    from .pools import views as pools_views
-    from .conversation import views as conversation_views
-    from .notifications import views as notifications_views
 
     api_modules = (accounts_api, wallet_api, pools_api, conversation_api, notifications_api, operators_api)
     for module in api_modules:
@@ -84,6 +84,7 @@ def register_blueprints(app: Flask) -> None:
     for module in api_modules:
         csrf.exempt(module.bp)
     from .payments import webhooks as payments_webhooks
+
     app.register_blueprint(payments_webhooks.bp)
     csrf.exempt(payments_webhooks.bp)
 

@@ -47,7 +47,11 @@ def seed() -> list[str]:
 
     lines: list[str] = []
     with transaction():
-        operator = accounts.create_operator(OPERATOR[0], DEMO_PASSWORD, OPERATOR[1]) if accounts.find_by_email(OPERATOR[0]) is None else accounts.find_by_email(OPERATOR[0])
+        operator = (
+            accounts.create_operator(OPERATOR[0], DEMO_PASSWORD, OPERATOR[1])
+            if accounts.find_by_email(OPERATOR[0]) is None
+            else accounts.find_by_email(OPERATOR[0])
+        )
         supplier, _ = _member(*SUPPLIER, role="supplier")
         supplier2, _ = _member(*SUPPLIER_2, role="supplier")
         people = {"operator": operator, "supplier": supplier, "supplier2": supplier2, "members": []}

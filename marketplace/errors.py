@@ -162,7 +162,15 @@ def _http_exception_errors(exc: HTTPException) -> dict:
     if not messages:
         return {}
     # webargs nests messages under the location ("json", "query", "headers").
-    if isinstance(messages, dict) and set(messages) <= {"json", "query", "headers", "form", "files", "path", "view_args"}:
+    if isinstance(messages, dict) and set(messages) <= {
+        "json",
+        "query",
+        "headers",
+        "form",
+        "files",
+        "path",
+        "view_args",
+    }:
         merged: dict[str, list[str]] = {}
         for location_messages in messages.values():
             merged.update(flatten_errors(location_messages))
@@ -177,7 +185,11 @@ def _message_for(exc: HTTPException, errors: dict) -> str:
             return f"Validation failed: {first}: {errors[first][0]}"
         return "The request did not pass validation."
     if exc.code == 400:
-        return "The request body is not valid JSON." if request.is_json or request.data else (exc.description or "Bad request.")
+        return (
+            "The request body is not valid JSON."
+            if request.is_json or request.data
+            else (exc.description or "Bad request.")
+        )
     return exc.description or HTTPStatus(exc.code).description
 
 

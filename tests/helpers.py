@@ -31,7 +31,9 @@ def make_member(role: str = "member", *, verified: bool = True, funds: dict | No
     from marketplace.wallet import services as wallet
 
     n = next(_seq)
-    member = accounts.create_member(f"user{n}@example.test", PASSWORD, name or f"User {n}", role=role if role != "operator" else "member")
+    member = accounts.create_member(
+        f"user{n}@example.test", PASSWORD, name or f"User {n}", role=role if role != "operator" else "member"
+    )
     if role == "operator":
         member = accounts.create_operator(member.email, PASSWORD, member.display_name)
     if verified and member.kyc_status != "verified":
@@ -120,4 +122,6 @@ def csrf_token(html: str) -> str:
 def login(client, email: str, password: str = PASSWORD):
     page = client.get("/login")
     token = csrf_token(page.get_data(as_text=True))
-    return client.post("/login", data={"email": email, "password": password, "csrf_token": token}, follow_redirects=False)
+    return client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": token}, follow_redirects=False
+    )

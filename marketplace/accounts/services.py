@@ -40,7 +40,9 @@ def create_member(email: str, password: str, display_name: str, role: str = "mem
     email = normalize_email(email)
     with transaction():
         if find_by_email(email) is not None:
-            raise AlreadyExists("A member with this e-mail address already exists.", errors={"email": ["already registered"]})
+            raise AlreadyExists(
+                "A member with this e-mail address already exists.", errors={"email": ["already registered"]}
+            )
         member = Member(
             email=email,
             password_hash=generate_password_hash(password, method=PASSWORD_METHOD),
@@ -53,7 +55,9 @@ def create_member(email: str, password: str, display_name: str, role: str = "mem
         try:
             db.session.flush()
         except IntegrityError as exc:
-            raise AlreadyExists("A member with this e-mail address already exists.", errors={"email": ["already registered"]}) from exc
+            raise AlreadyExists(
+                "A member with this e-mail address already exists.", errors={"email": ["already registered"]}
+            ) from exc
     return member
 
 
@@ -85,7 +89,9 @@ def issue_token(member_id: int, name: str = "API token") -> tuple[str, ApiToken]
 
 def list_tokens(member_id: int) -> list[ApiToken]:
     return list(
-        db.session.execute(select(ApiToken).where(ApiToken.member_id == member_id).order_by(ApiToken.id.desc())).scalars()
+        db.session.execute(
+            select(ApiToken).where(ApiToken.member_id == member_id).order_by(ApiToken.id.desc())
+        ).scalars()
     )
 
 

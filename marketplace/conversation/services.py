@@ -34,7 +34,9 @@ def _clean_body(body: str, limit: int) -> str:
     if not text:
         raise ValidationFailed("Write something first.", errors={"body": ["must not be empty"]})
     if "\x00" in text:
-        raise ValidationFailed("The text contains a NUL character.", errors={"body": ["must not contain NUL characters"]})
+        raise ValidationFailed(
+            "The text contains a NUL character.", errors={"body": ["must not contain NUL characters"]}
+        )
     if len(text) > limit:
         raise ValidationFailed(f"At most {limit} characters.", errors={"body": [f"at most {limit} characters"]})
     return text
@@ -45,7 +47,9 @@ def add_comment(target_type: str, target_id: int, author_id: int, body: str) -> 
     with transaction():
         if not _target_exists(target_type, target_id):
             raise NotFound(f"No {target_type.replace('_', ' ')} {target_id}.")
-        comment = Comment(target_type=target_type, target_id=target_id, author_id=author_id, body=text, created_at=now())
+        comment = Comment(
+            target_type=target_type, target_id=target_id, author_id=author_id, body=text, created_at=now()
+        )
         db.session.add(comment)
         db.session.flush()
     return comment
@@ -127,7 +131,9 @@ def can_review(pool_id: int, member_id: int) -> bool:
     if pool is None or pool.status != "delivered":
         return False
     filled = db.session.execute(
-        select(func.count(Pledge.id)).where(Pledge.pool_id == pool_id, Pledge.member_id == member_id, Pledge.status == "filled")
+        select(func.count(Pledge.id)).where(
+            Pledge.pool_id == pool_id, Pledge.member_id == member_id, Pledge.status == "filled"
+        )
     ).scalar_one()
     reviewed = db.session.execute(
         select(func.count(Review.id)).where(Review.pool_id == pool_id, Review.member_id == member_id)
@@ -144,10 +150,14 @@ def supplier_profile(supplier_id: int) -> dict:
     if supplier is None or supplier.role != "supplier":
         raise NotFound(f"No supplier {supplier_id}.")
     count, total = db.session.execute(
-        select(func.count(Review.id), func.coalesce(func.sum(Review.rating), 0)).where(Review.supplier_id == supplier_id)
+        select(func.count(Review.id), func.coalesce(func.sum(Review.rating), 0)).where(
+            Review.supplier_id == supplier_id
+        )
     ).one()
     reviews = list(
-        db.session.execute(select(Review).where(Review.supplier_id == supplier_id).order_by(Review.id.desc()).limit(100)).scalars()
+        db.session.execute(
+            select(Review).where(Review.supplier_id == supplier_id).order_by(Review.id.desc()).limit(100)
+        ).scalars()
     )
     histogram = {star: 0 for star in range(1, 6)}
     for star, n in db.session.execute(
@@ -155,7 +165,9 @@ def supplier_profile(supplier_id: int) -> dict:
     ):
         histogram[int(star)] = int(n)
     won = db.session.execute(
-        select(func.count(Pool.id)).where(Pool.award_supplier_id == supplier_id, Pool.status.in_(("awarded", "delivered")))
+        select(func.count(Pool.id)).where(
+            Pool.award_supplier_id == supplier_id, Pool.status.in_(("awarded", "delivered"))
+        )
     ).scalar_one()
     delivered = db.session.execute(
         select(func.count(Pool.id)).where(Pool.award_supplier_id == supplier_id, Pool.status == "delivered")

@@ -65,9 +65,7 @@ class JournalEntry(db.Model):
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), unique=True, nullable=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
 
-    postings: Mapped[list[Posting]] = relationship(
-        back_populates="entry", order_by="Posting.id", lazy="selectin"
-    )
+    postings: Mapped[list[Posting]] = relationship(back_populates="entry", order_by="Posting.id", lazy="selectin")
 
 
 class Posting(db.Model):

@@ -11,7 +11,9 @@ from ..extensions import db
 from .models import Account, Hold, JournalEntry, Posting
 
 
-def _entries_query(account: str | None = None, kind: str | None = None, since: datetime | None = None, until: datetime | None = None):
+def _entries_query(
+    account: str | None = None, kind: str | None = None, since: datetime | None = None, until: datetime | None = None
+):
     query = select(JournalEntry)
     if account:
         query = query.where(
@@ -73,23 +75,23 @@ def trial_balance() -> dict:
     ).all()
     accounts = []
     totals: dict[str, dict[str, int]] = defaultdict(lambda: {"debits": 0, "credits": 0})
-    for account, debits, credits in rows:
-        debits, credits = int(debits), int(credits)
-        balance = debits - credits if account.normal_side == "debit" else credits - debits
+    for account, debit_sum, credit_sum in rows:
+        debits, credits_ = int(debit_sum), int(credit_sum)
+        balance = debits - credits_ if account.normal_side == "debit" else credits_ - debits
         accounts.append(
             {
                 "code": account.code,
                 "currency": account.currency,
                 "normal_side": account.normal_side,
                 "debits": debits,
-                "credits": credits,
+                "credits": credits_,
                 "balance": balance,
                 "cached_balance": account.balance,
                 "held": account.held,
             }
         )
         totals[account.currency]["debits"] += debits
-        totals[account.currency]["credits"] += credits
+        totals[account.currency]["credits"] += credits_
     return {
         "accounts": accounts,
         "totals": dict(totals),
@@ -124,7 +126,9 @@ def reconcile() -> list[str]:
     )
     for account in db.session.execute(select(Account).order_by(Account.id)).scalars():
         if account.held != int(held.get(account.id) or 0):
-            problems.append(f"account {account.code}: cached held {account.held} != open holds {int(held.get(account.id) or 0)}")
+            problems.append(
+                f"account {account.code}: cached held {account.held} != open holds {int(held.get(account.id) or 0)}"
+            )
     unbalanced = db.session.execute(
         select(Posting.entry_id, Posting.currency, func.sum(Posting.amount))
         .group_by(Posting.entry_id, Posting.currency)
@@ -132,9 +136,16 @@ def reconcile() -> list[str]:
     ).all()
     for entry_id, currency, total in unbalanced:
         problems.append(f"entry {entry_id}: {currency} postings sum to {total}, not 0")
-    short = db.session.execute(
-        select(JournalEntry.id).outerjoin(Posting, Posting.entry_id == JournalEntry.id).group_by(JournalEntry.id).having(func.count(Posting.id) < 2)
-    ).scalars().all()
+    short = (
+        db.session.execute(
+            select(JournalEntry.id)
+            .outerjoin(Posting, Posting.entry_id == JournalEntry.id)
+            .group_by(JournalEntry.id)
+            .having(func.count(Posting.id) < 2)
+        )
+        .scalars()
+        .all()
+    )
     for entry_id in short:
         problems.append(f"entry {entry_id}: fewer than two postings")
     totals = db.session.execute(select(Posting.currency, func.sum(Posting.amount)).group_by(Posting.currency)).all()

@@ -12,7 +12,9 @@ from .models import Notification
 
 
 def notify(member_id: int, kind: str, message: str, link: str = "") -> None:
-    db.session.add(Notification(member_id=member_id, kind=kind, message=message[:500], link=link[:200], created_at=now()))
+    db.session.add(
+        Notification(member_id=member_id, kind=kind, message=message[:500], link=link[:200], created_at=now())
+    )
 
 
 def notify_many(rows: list[tuple[int, str, str, str]]) -> None:
@@ -42,7 +44,9 @@ def for_member(member_id: int, *, limit: int = 50, offset: int = 0) -> list[Noti
 
 
 def count_for_member(member_id: int) -> int:
-    return db.session.execute(select(func.count(Notification.id)).where(Notification.member_id == member_id)).scalar_one()
+    return db.session.execute(
+        select(func.count(Notification.id)).where(Notification.member_id == member_id)
+    ).scalar_one()
 
 
 def unread_count(member_id: int) -> int:

@@ -81,7 +81,9 @@ def run_due():
     """Run everything due now: close pools, expire requests, collect installments."""
     operator = _operator()
     report = jobs.run_due()
-    services.record_audit_committed(operator.id, "operations.run_due", "operations", "", report, ip=request.remote_addr or "")
+    services.record_audit_committed(
+        operator.id, "operations.run_due", "operations", "", report, ip=request.remote_addr or ""
+    )
     return report
 
 

@@ -14,7 +14,9 @@ from ..extensions import db
 from .models import AuditLog, TestClock
 
 
-def record_audit(actor_id: int | None, action: str, target_type: str = "", target_id="", details: dict | None = None, *, ip: str = "") -> AuditLog:
+def record_audit(
+    actor_id: int | None, action: str, target_type: str = "", target_id="", details: dict | None = None, *, ip: str = ""
+) -> AuditLog:
     """Write one audit row inside the caller's transaction."""
     row = AuditLog(
         actor_id=actor_id,
@@ -51,7 +53,9 @@ def set_test_clock(operator_id: int, new_now: datetime, *, ip: str = "") -> date
             db.session.add(TestClock(id=1, now=new_now))
         else:
             row.now = new_now
-        record_audit(operator_id, "test_clock.set", "clock", 1, {"from": current.isoformat(), "to": new_now.isoformat()}, ip=ip)
+        record_audit(
+            operator_id, "test_clock.set", "clock", 1, {"from": current.isoformat(), "to": new_now.isoformat()}, ip=ip
+        )
     return new_now
 
 

@@ -184,7 +184,9 @@ def create_pool(
         if not actor.is_operator and not actor.is_verified:
             raise NotVerified("Only verified members can organise a pool; ask an operator to verify you.")
         if deadline <= now():
-            raise ValidationFailed("The deadline must be in the future.", errors={"deadline": ["must be in the future"]})
+            raise ValidationFailed(
+                "The deadline must be in the future.", errors={"deadline": ["must be in the future"]}
+            )
         if currency not in current_app.config["CURRENCIES"]:
             raise ValidationFailed(errors={"currency": ["unknown currency"]})
         pool = Pool(
@@ -305,7 +307,9 @@ def validate_tiers(tiers: list[dict], capacity: int) -> None:
         if tiers[i]["min_volume"] <= tiers[i - 1]["min_volume"]:
             errors.setdefault(f"tiers.{i}.min_volume", []).append("must be greater than the previous tier's min_volume")
         if tiers[i]["unit_price"] > tiers[i - 1]["unit_price"]:
-            errors.setdefault(f"tiers.{i}.unit_price", []).append("must not be higher than the previous tier's unit_price")
+            errors.setdefault(f"tiers.{i}.unit_price", []).append(
+                "must not be higher than the previous tier's unit_price"
+            )
     if tiers and capacity < tiers[0]["min_volume"]:
         errors["capacity"] = ["must be at least the first tier's min_volume"]
     if tiers and capacity * tiers[-1]["unit_price"] > MAX_AMOUNT * 1000:
@@ -503,7 +507,14 @@ def _notify_close(pool: Pool, pledges: list[PledgeRow], bids: list[Bid], result:
             )
             rows.append((bid.supplier_id, "bid_won", msg, link))
         else:
-            rows.append((bid.supplier_id, "bid_lost", f"Your bid on pool “{pool.title}” did not win. {bid.outcome_explanation}", link))
+            rows.append(
+                (
+                    bid.supplier_id,
+                    "bid_lost",
+                    f"Your bid on pool “{pool.title}” did not win. {bid.outcome_explanation}",
+                    link,
+                )
+            )
     notify_many(rows)
 
 
@@ -564,7 +575,12 @@ def confirm_delivery(pool_id: int, supplier_id: int) -> Pool:
         ).scalars()
         notify_many(
             [
-                (m, "pool_delivered", f"Pool “{pool.title}” was delivered. Tell other members how it went: leave a review.", f"/pools/{pool.id}")
+                (
+                    m,
+                    "pool_delivered",
+                    f"Pool “{pool.title}” was delivered. Tell other members how it went: leave a review.",
+                    f"/pools/{pool.id}",
+                )
                 for m in filled
             ]
         )
@@ -618,14 +634,23 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
             members = {p.member_id for p in filled}
         else:
             raise InvalidState(f"A {pool.status} pool cannot be cancelled.")
-        bids = list(db.session.execute(select(Bid).where(Bid.pool_id == pool.id, Bid.status.in_(("active", "won", "lost")))).scalars())
+        bids = list(
+            db.session.execute(
+                select(Bid).where(Bid.pool_id == pool.id, Bid.status.in_(("active", "won", "lost")))
+            ).scalars()
+        )
         for bid in bids:
             bid.status = "void"
         pool.status = "cancelled"
         pool.cancelled_at = now()
         message = f"Pool “{pool.title}” was cancelled. Your money was released; nothing is charged."
         notify_many([(m, "pool_cancelled", message, f"/pools/{pool.id}") for m in members])
-        notify_many([(b.supplier_id, "pool_cancelled", f"Pool “{pool.title}” was cancelled.", f"/pools/{pool.id}") for b in bids])
+        notify_many(
+            [
+                (b.supplier_id, "pool_cancelled", f"Pool “{pool.title}” was cancelled.", f"/pools/{pool.id}")
+                for b in bids
+            ]
+        )
         record_audit(actor_id, "pool.cancel", "pool", pool.id, {"by": actor.role}, ip=ip)
         db.session.flush()
     return pool

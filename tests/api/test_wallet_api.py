@@ -49,7 +49,9 @@ def test_bad_amounts_are_422(api):
     for amount in [0, -1, 10**12 + 1, 1.5, "100", None, True]:
         r = api.post("/api/v1/wallet/deposits", {"amount": amount, "currency": "EUR"}, token=token)
         assert_error(r, 422, field="amount")
-    assert_error(api.post("/api/v1/wallet/deposits", {"amount": 1, "currency": "XXX"}, token=token), 422, field="currency")
+    assert_error(
+        api.post("/api/v1/wallet/deposits", {"amount": 1, "currency": "XXX"}, token=token), 422, field="currency"
+    )
     assert_error(api.post("/api/v1/wallet/deposits", {"currency": "EUR"}, token=token), 422, field="amount")
 
 

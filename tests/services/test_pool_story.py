@@ -8,8 +8,8 @@ from marketplace.clock import now
 from marketplace.conversation import services as conversation
 from marketplace.errors import AlreadyExists, Forbidden, InsufficientFunds, InvalidState, PoolNotOpen
 from marketplace.extensions import db
-from marketplace.ledger.services import fees_code
 from marketplace.ledger.queries import trial_balance
+from marketplace.ledger.services import fees_code
 from marketplace.notifications.services import for_member
 from marketplace.pools import services as pools
 from tests.helpers import assert_ledger_invariants, make_member, wallet_of
@@ -41,13 +41,34 @@ def test_design_worked_example_from_pledges_to_reviews():
     pc = pools.place_pledge(pool.id, c.id, quantity=30, max_unit_price=750)
     pd = pools.place_pledge(pool.id, d.id, quantity=50, max_unit_price=600)
     assert wallet_of(a.id) == {"currency": "EUR", "balance": 100_000, "held": 45_000, "available": 55_000}
-    pools.place_bid(pool.id, x.id, tiers=[{"min_volume": 50, "unit_price": 900}, {"min_volume": 100, "unit_price": 800}, {"min_volume": 150, "unit_price": 700}], capacity=500)
+    pools.place_bid(
+        pool.id,
+        x.id,
+        tiers=[
+            {"min_volume": 50, "unit_price": 900},
+            {"min_volume": 100, "unit_price": 800},
+            {"min_volume": 150, "unit_price": 700},
+        ],
+        capacity=500,
+    )
     bid_y = pools.place_bid(pool.id, y.id, tiers=[{"min_volume": 100, "unit_price": 750}], capacity=200)
 
     closed = pools.close_pool(pool.id, organizer.id)
     assert closed.status == "awarded"
-    assert closed.award == {"bid_id": bid_y.id, "supplier_id": y.id, "unit_price": 750, "volume": 120, "total": 90_000, "fee": 900}
-    for pledge, status, charged in [(pa, "filled", 37_500), (pb, "filled", 30_000), (pc, "filled", 22_500), (pd, "released", 0)]:
+    assert closed.award == {
+        "bid_id": bid_y.id,
+        "supplier_id": y.id,
+        "unit_price": 750,
+        "volume": 120,
+        "total": 90_000,
+        "fee": 900,
+    }
+    for pledge, status, charged in [
+        (pa, "filled", 37_500),
+        (pb, "filled", 30_000),
+        (pc, "filled", 22_500),
+        (pd, "released", 0),
+    ]:
         db.session.refresh(pledge)
         assert (pledge.status, pledge.charged_amount) == (status, charged)
     assert wallet_of(a.id) == {"currency": "EUR", "balance": 62_500, "held": 0, "available": 62_500}
