@@ -7,6 +7,7 @@ rates are ``int`` basis points a year. Intermediates that are not whole use
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal
 
 MAX_AMOUNT = 10**12
@@ -62,3 +63,30 @@ def largest_remainder(total: int, weights: list[int]) -> list[int]:
     for i in order[:left]:
         shares[i] += 1
     return [sign * s for s in shares]
+
+
+_USER_AMOUNT = re.compile(r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")
+_USER_AMOUNT_MAX_LENGTH = 40
+
+
+def parse_user_amount(text: str | None, *, what: str = "amount", example: str = "12.34") -> int:
+    """What a person typed (``"1,234.50"``) -> minor units, > 0 and <= 10^12.
+
+    Raises ValueError with a sentence to show next to the field. The shape is
+    checked before parsing, so input like ``1e999999999`` never reaches Decimal.
+    """
+    text = (text or "").strip()
+    article = "an" if what[:1].lower() in "aeiou" else "a"
+    if not text:
+        raise ValueError(f"Enter {article} {what}, for example {example}.")
+    if len(text) > _USER_AMOUNT_MAX_LENGTH or not _USER_AMOUNT.fullmatch(text):
+        raise ValueError(f"Enter the {what} as a number, for example {example}.")
+    try:
+        amount = parse_amount(text)
+    except (ValueError, ArithmeticError) as exc:
+        raise ValueError(f"Use at most two decimal places (whole cents), for example {example}.") from exc
+    if amount <= 0:
+        raise ValueError(f"The {what} must be more than zero.")
+    if amount > MAX_AMOUNT:
+        raise ValueError(f"The {what} is too large: at most {format_amount(MAX_AMOUNT)}.")
+    return amount

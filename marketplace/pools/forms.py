@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import InvalidOperation
 
 from flask import current_app
 from flask_wtf import FlaskForm
@@ -20,7 +19,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, ValidationEr
 from wtforms.widgets import DateTimeLocalInput
 
 from ..conversation.services import MAX_COMMENT, MAX_REVIEW
-from ..money import MAX_AMOUNT, format_amount, parse_amount
+from ..money import format_amount, parse_user_amount
 from ..schemas import check_text
 from .schemas import MAX_VOLUME
 
@@ -30,7 +29,6 @@ MIN_TIER_ROWS = 5
 _WHOLE = re.compile(r"[0-9]{1,15}")
 # Digits with optional thousands commas and a decimal part; checked before
 # Decimal sees the text, so "1e999999999" never builds a huge number.
-_AMOUNT_SHAPE = re.compile(r"(\d{1,3}(,\d{3})+|\d+)(\.\d+)?|\.\d+")
 _DEADLINE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -65,20 +63,7 @@ def parse_whole(text: str | None, *, low: int = 1, high: int = MAX_VOLUME, what:
 
 def parse_price(text: str | None) -> int:
     """``"7.50"`` -> ``750`` minor units; ValueError with a sentence for anything else."""
-    text = (text or "").strip()
-    if not text:
-        raise ValueError("Enter a price, for example 7.50.")
-    if len(text) > 40 or not _AMOUNT_SHAPE.fullmatch(text):
-        raise ValueError("Enter the price as a number, for example 7.50.")
-    try:
-        amount = parse_amount(text)
-    except (ValueError, InvalidOperation) as exc:
-        raise ValueError("Use at most two decimal places (whole cents), for example 7.50.") from exc
-    if amount <= 0:
-        raise ValueError("The price must be more than zero.")
-    if amount > MAX_AMOUNT:
-        raise ValueError(f"The price is too large: at most {format_amount(MAX_AMOUNT)}.")
-    return amount
+    return parse_user_amount(text, what="price", example="7.50")
 
 
 class WholeNumberField(StringField):

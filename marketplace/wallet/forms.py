@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from decimal import InvalidOperation
-
 from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, ValidationError
 
-from ..money import MAX_AMOUNT, format_amount, parse_amount
+from ..money import parse_user_amount
 
 # Digits with an optional sign, thousands commas and a decimal part. Checked
 # before Decimal sees the text, so "1e999999999" cannot build a huge number.
-_AMOUNT_SHAPE = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$|^[+-]?\.\d+$")
 _MAX_LENGTH = 40
 
 
@@ -26,20 +22,10 @@ class AmountField(StringField):
 
     def pre_validate(self, form) -> None:
         self.minor_units = None
-        text = (self.data or "").strip()
-        if not text:
-            raise ValidationError("Enter an amount, for example 12.34.")
-        if len(text) > _MAX_LENGTH or not _AMOUNT_SHAPE.match(text):
-            raise ValidationError("Enter the amount as a number, for example 12.34.")
         try:
-            amount = parse_amount(text)
-        except (ValueError, InvalidOperation) as exc:
-            raise ValidationError("Use at most two decimal places (whole cents), for example 12.34.") from exc
-        if amount <= 0:
-            raise ValidationError("The amount must be more than zero.")
-        if amount > MAX_AMOUNT:
-            raise ValidationError(f"The amount is too large: at most {format_amount(MAX_AMOUNT)}.")
-        self.minor_units = amount
+            self.minor_units = parse_user_amount(self.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
 
 
 class _MoneyForm(FlaskForm):
