@@ -54,8 +54,9 @@ test-postgres: $(STAMP)
 	@test -n "$$TEST_DATABASE_URL" || { echo "set TEST_DATABASE_URL"; exit 2; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/bench
 bench: $(STAMP)
+	@createdb -h 127.0.0.1 -U postgres bench 2>/dev/null || true
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m pytest tests/bench -s -q -p no:cacheprovider --override-ini addopts=
 
 lint: $(STAMP)
