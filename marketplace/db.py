@@ -9,7 +9,7 @@ wrapper around a service) join the outer one, so one request is one commit.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC
 
 from sqlalchemy import BigInteger, DateTime, Integer
 from sqlalchemy.types import TypeDecorator
@@ -63,15 +63,3 @@ def transaction():
         raise
     finally:
         session.info[_DEPTH_KEY] = depth
-
-
-def in_transaction() -> bool:
-    return db.session.info.get(_DEPTH_KEY, 0) > 0
-
-
-def is_postgres() -> bool:
-    return db.engine.dialect.name == "postgresql"
-
-
-def utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)

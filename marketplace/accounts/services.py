@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -149,7 +147,3 @@ def members_by_kyc(status: str | None = None, limit: int = 200) -> list[Member]:
 
 def count_members() -> int:
     return db.session.execute(select(func.count(Member.id))).scalar_one()
-
-
-def audit_details(data: dict) -> str:
-    return json.dumps(data, sort_keys=True, default=str)

@@ -77,7 +77,7 @@ def count_comments(target_type: str, target_id: int) -> int:
 
 def add_review(pool_id: int, member_id: int, rating: int, body: str) -> Review:
     """Only a member whose pledge was filled, after delivery, once per pool."""
-    from ..pools.models import Pledge, Pool
+    from ..pools.models import Pool
 
     if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
         raise ValidationFailed(errors={"rating": ["must be an integer from 1 to 5"]})
@@ -90,12 +90,7 @@ def add_review(pool_id: int, member_id: int, rating: int, body: str) -> Review:
         pool = db.session.get(Pool, pool_id)
         if pool is None:
             raise NotFound(f"No pool {pool_id}.")
-        filled = db.session.execute(
-            select(func.count(Pledge.id)).where(
-                Pledge.pool_id == pool_id, Pledge.member_id == member_id, Pledge.status == "filled"
-            )
-        ).scalar_one()
-        if not filled:
+        if not _was_filled(pool_id, member_id):
             raise Forbidden("Only members whose pledge was filled in this pool can review its supplier.")
         if pool.status != "delivered":
             raise InvalidState("Reviews open once the supplier has delivered.")
@@ -124,21 +119,29 @@ def pool_reviews(pool_id: int) -> list[Review]:
     return list(db.session.execute(select(Review).where(Review.pool_id == pool_id).order_by(Review.id)).scalars())
 
 
+def _was_filled(pool_id: int, member_id: int) -> bool:
+    """The member really bought in this pool: one of their pledges was filled."""
+    from ..pools.models import Pledge
+
+    return bool(
+        db.session.execute(
+            select(func.count(Pledge.id)).where(
+                Pledge.pool_id == pool_id, Pledge.member_id == member_id, Pledge.status == "filled"
+            )
+        ).scalar_one()
+    )
+
+
 def can_review(pool_id: int, member_id: int) -> bool:
-    from ..pools.models import Pledge, Pool
+    from ..pools.models import Pool
 
     pool = db.session.get(Pool, pool_id)
-    if pool is None or pool.status != "delivered":
+    if pool is None or pool.status != "delivered" or not _was_filled(pool_id, member_id):
         return False
-    filled = db.session.execute(
-        select(func.count(Pledge.id)).where(
-            Pledge.pool_id == pool_id, Pledge.member_id == member_id, Pledge.status == "filled"
-        )
-    ).scalar_one()
     reviewed = db.session.execute(
         select(func.count(Review.id)).where(Review.pool_id == pool_id, Review.member_id == member_id)
     ).scalar_one()
-    return bool(filled) and not reviewed
+    return not reviewed
 
 
 def supplier_profile(supplier_id: int) -> dict:

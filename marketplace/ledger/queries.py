@@ -105,6 +105,11 @@ def reconcile() -> list[str]:
     sums = dict(
         db.session.execute(select(Posting.account_id, func.sum(Posting.amount)).group_by(Posting.account_id)).all()
     )
+    held = dict(
+        db.session.execute(
+            select(Hold.account_id, func.sum(Hold.amount)).where(Hold.status == "held").group_by(Hold.account_id)
+        ).all()
+    )
     for account in db.session.execute(select(Account).order_by(Account.id)).scalars():
         raw = int(sums.get(account.id) or 0)
         expected = raw if account.normal_side == "debit" else -raw
@@ -114,21 +119,9 @@ def reconcile() -> list[str]:
             problems.append(f"account {account.code}: held {account.held} is negative")
         if account.kind == "wallet" and account.balance - account.held < 0:
             problems.append(f"account {account.code}: available {account.balance - account.held} is negative")
-    held = dict(
-        db.session.execute(
-            select(
-                Hold.account_id,
-                func.sum(Hold.amount),
-            )
-            .where(Hold.status == "held")
-            .group_by(Hold.account_id)
-        ).all()
-    )
-    for account in db.session.execute(select(Account).order_by(Account.id)).scalars():
-        if account.held != int(held.get(account.id) or 0):
-            problems.append(
-                f"account {account.code}: cached held {account.held} != open holds {int(held.get(account.id) or 0)}"
-            )
+        open_holds = int(held.get(account.id) or 0)
+        if account.held != open_holds:
+            problems.append(f"account {account.code}: cached held {account.held} != open holds {open_holds}")
     unbalanced = db.session.execute(
         select(Posting.entry_id, Posting.currency, func.sum(Posting.amount))
         .group_by(Posting.entry_id, Posting.currency)

@@ -128,22 +128,6 @@ def account_id_of(account: Account | int) -> int:
     return identity[0] if identity is not None else account.id
 
 
-def lock_accounts(account_ids) -> dict[int, Account]:
-    """Lock the rows in ascending id order and return them fresh (ORM objects)."""
-    ids = sorted(set(account_ids))
-    rows = (
-        db.session.execute(
-            select(Account).where(Account.id.in_(ids)).order_by(Account.id).with_for_update(key_share=True),
-            execution_options={"populate_existing": True},
-        )
-        .scalars()
-        .all()
-    )
-    if len(rows) != len(ids):
-        raise LedgerInvariantError("posting to an account that does not exist")
-    return {a.id: a for a in rows}
-
-
 _LOCK_BALANCES = (
     select(
         accounts_table.c.id,

@@ -239,17 +239,6 @@ def place_pledge(pool_id: int, member_id: int, *, quantity: int, max_unit_price:
     return pledge
 
 
-def get_pledge_for(pool_id: int, pledge_id: int, viewer_id: int) -> Pledge:
-    from ..accounts.services import get_member
-
-    pledge = db.session.get(Pledge, pledge_id)
-    if pledge is None or pledge.pool_id != pool_id:
-        raise NotFound(f"No pledge {pledge_id} in pool {pool_id}.")
-    if pledge.member_id != viewer_id and not get_member(viewer_id).is_operator:
-        raise Forbidden("This pledge is not yours.")
-    return pledge
-
-
 def withdraw_pledge(pool_id: int, pledge_id: int, member_id: int) -> Pledge:
     """The member takes the pledge back while the pool is open; hold released."""
     with transaction():
@@ -374,10 +363,9 @@ def close_pool(pool_id: int, actor_id: int | None = None, *, ip: str = "") -> Po
 
     with transaction():
         pool = _lock_pool(pool_id)
-        if actor_id is not None:
-            actor = get_member(actor_id)
-            if not (actor.is_operator or actor.id == pool.organizer_id):
-                raise Forbidden("Only the pool's organizer or an operator can close it.")
+        actor = get_member(actor_id) if actor_id is not None else None
+        if actor is not None and not (actor.is_operator or actor.id == pool.organizer_id):
+            raise Forbidden("Only the pool's organizer or an operator can close it.")
         if pool.status != "open":
             raise PoolNotOpen(f"Pool {pool.id} is already {pool.status}.")
         if actor_id is None and now() < pool.deadline:
@@ -405,7 +393,7 @@ def close_pool(pool_id: int, actor_id: int | None = None, *, ip: str = "") -> Po
         else:
             pool.status = "failed"
         _notify_close(pool, pledges, bids, result)
-        if actor_id is not None and get_member(actor_id).is_operator:
+        if actor is not None and actor.is_operator:
             record_audit(actor_id, "pool.close", "pool", pool.id, {"status": pool.status}, ip=ip)
         db.session.flush()
     return pool
