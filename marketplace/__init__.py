@@ -55,6 +55,7 @@ def register_blueprints(app: Flask) -> None:
     from .conversation import api as conversation_api
     from .conversation import views as conversation_views
     from .docs import views as docs_views
+    from .lending import api as lending_api
     from .main import views as main_views
     from .notifications import api as notifications_api
     from .notifications import views as notifications_views
@@ -65,7 +66,15 @@ def register_blueprints(app: Flask) -> None:
     from .wallet import api as wallet_api
     from .wallet import views as wallet_views
 
-    api_modules = (accounts_api, wallet_api, pools_api, conversation_api, notifications_api, operators_api)
+    api_modules = (
+        accounts_api,
+        wallet_api,
+        pools_api,
+        lending_api,
+        conversation_api,
+        notifications_api,
+        operators_api,
+    )
     for module in api_modules:
         api.register_blueprint(module.bp)
     web_modules = (

@@ -46,6 +46,12 @@ class NotVerified(DomainError):
     default_message = "Your identity must be verified (KYC) before you can do this."
 
 
+class NotVerifiedToBorrow(NotVerified):
+    """Issue 4 fixes this one at 403: borrowing is a right an unverified member does not have."""
+
+    status = 403
+
+
 class IdempotencyKeyReused(DomainError):
     reason = "idempotency_key_reused"
     default_message = "This Idempotency-Key was already used with a different request."

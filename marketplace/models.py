@@ -7,3 +7,14 @@ from .notifications.models import Notification  # noqa: F401
 from .operators.models import AuditLog, TestClock  # noqa: F401
 from .payments.models import Payment  # noqa: F401
 from .pools.models import Bid, BidTier, Pledge, Pool  # noqa: F401
+from .lending.models import (  # noqa: F401
+    Installment,
+    LenderCashFlow,
+    LendingMarket,
+    LendingOffer,
+    Loan,
+    LoanPart,
+    LoanRequest,
+    PartInstallment,
+    Repayment,
+)

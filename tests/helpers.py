@@ -125,3 +125,15 @@ def login(client, email: str, password: str = PASSWORD):
     return client.post(
         "/login", data={"email": email, "password": password, "csrf_token": token}, follow_redirects=False
     )
+
+
+def set_clock(moment) -> None:
+    """Freeze the app's clock at ``moment`` (the test clock row, as PUT /api/v1/test-clock writes it)."""
+    from marketplace.operators.models import TestClock
+
+    row = db.session.get(TestClock, 1)
+    if row is None:
+        db.session.add(TestClock(id=1, now=moment))
+    else:
+        row.now = moment
+    db.session.commit()

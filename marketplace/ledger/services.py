@@ -58,7 +58,8 @@ ACCOUNT_KINDS = {
     "escrow": "credit",  # money held for a pool or loan until settlement
     "fees": "credit",  # platform revenue
     "external": "debit",  # cash at a payment provider
-    "loan": "debit",  # principal a lender's part is owed
+    "loan": "debit",  # principal a borrower owes on a loan (its receivable)
+    "loan_part": "credit",  # a lender's claim on one loan part: its outstanding principal
 }
 
 

@@ -56,7 +56,7 @@ def _write_resolutions(rows: list[dict], moment) -> None:
 
 
 def settle_holds(
-    captures: list[tuple[int, int]],
+    captures: list[tuple[int, int]] | list[tuple[int, int, int]],
     releases: list[int],
     destination: Account | None,
     *,
@@ -66,12 +66,17 @@ def settle_holds(
 ) -> list[int]:
     """Capture ``(hold id, amount)`` pairs into ``destination``; release ``releases``.
 
-    Returns the capture entries' ids (in the order of ``captures``). All or
-    nothing: any hold already resolved raises InvalidState and nothing is
-    written.
+    A capture may name its own destination account id as a third element
+    ``(hold id, amount, account id)`` (a loan's parts each go to their own
+    claim account). Returns the capture entries' ids (in the order of
+    ``captures``). All or nothing: any hold already resolved raises
+    InvalidState and nothing is written.
     """
-    if captures and destination is None:
+    destination_id = account_id_of(destination) if destination is not None else None
+    targets = [capture[2] if len(capture) > 2 else destination_id for capture in captures]
+    if any(target is None for target in targets):
         raise LedgerInvariantError("captures need a destination account")
+    captures = [(capture[0], capture[1]) for capture in captures]
     hold_ids = [hold_id for hold_id, _ in captures] + list(releases)
     if len(set(hold_ids)) != len(hold_ids):
         raise LedgerInvariantError("a hold appears twice in one settlement")
@@ -83,10 +88,7 @@ def settle_holds(
         for hold_id, amount in captures:
             if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= holds[hold_id][1]:
                 raise LedgerInvariantError(f"capture of {amount} outside hold {hold_id} of {holds[hold_id][1]}")
-        account_ids = {account_id for account_id, _ in holds.values()}
-        destination_id = account_id_of(destination) if destination is not None else None
-        if destination_id is not None:
-            account_ids.add(destination_id)
+        account_ids = {account_id for account_id, _ in holds.values()} | set(targets)
         balances = lock_balances(account_ids)
         _lock_holds(hold_ids)
 
@@ -98,16 +100,16 @@ def settle_holds(
         # The rows are locked: writing the new absolute values is safe.
         bulk_update(Account.__table__, [{"id": a, "held": balances[a].held} for a in released])
 
-        if destination_id is not None and balances[destination_id].normal_side != "credit":
+        if any(balances[target].normal_side != "credit" for target in set(targets)):
             raise LedgerInvariantError("holds are captured into a credit-normal account (escrow, wallet)")
         entries = (
             NewEntry(
                 kind=kind,
-                postings=[(holds[hold_id][0], amount), (destination_id, -amount)],
+                postings=[(holds[hold_id][0], amount), (target, -amount)],
                 memo=memo,
                 actor_id=actor_id,
             )
-            for hold_id, amount in captures
+            for (hold_id, amount), target in zip(captures, targets, strict=True)
         )
         entry_ids = post_entries(entries) if captures else []
 
