@@ -56,6 +56,7 @@ def register_blueprints(app: Flask) -> None:
     from .conversation import views as conversation_views
     from .docs import views as docs_views
     from .lending import api as lending_api
+    from .lending import views as lending_views
     from .main import views as main_views
     from .notifications import api as notifications_api
     from .notifications import views as notifications_views
@@ -82,6 +83,7 @@ def register_blueprints(app: Flask) -> None:
         accounts_views,
         wallet_views,
         pools_views,
+        lending_views,
         conversation_views,
         notifications_views,
         operators_views,

@@ -29,6 +29,12 @@ from ..notifications.services import notify, notify_many
 from . import amortization
 from .models import Installment, LenderCashFlow, Loan, LoanPart, LoanRequest, PartInstallment
 
+
+def format_rate(rate_bps: int) -> str:
+    """``725`` -> ``"7.25 %"`` (exact: integer arithmetic)."""
+    return f"{rate_bps // 100}.{rate_bps % 100:02d} %"
+
+
 # ---------------------------------------------------------------- accounts
 
 
@@ -111,8 +117,9 @@ def disburse(request: LoanRequest) -> Loan:
                 "interest": row.interest,
                 "paid_principal": 0,
                 "paid_interest": 0,
-                "status": "due",
-                "paid_at": None,
+                # A row can be empty when small parts were paid off early by rounding; nothing is owed on it.
+                "status": "due" if row.total else "paid",
+                "paid_at": None if row.total else moment,
             }
             for row in loan_rows
         ],
@@ -165,7 +172,7 @@ def disburse(request: LoanRequest) -> Loan:
                 p.lender_id,
                 "loan_part_funded",
                 f"Your part of {format_amount(p.amount, p.currency)} in loan {loan.id} "
-                f"at {p.rate_bps / 100:.2f} % was lent out.",
+                f"at {format_rate(p.rate_bps)} was lent out.",
                 link,
             )
             for p in parts

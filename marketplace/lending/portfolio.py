@@ -13,7 +13,7 @@ from collections import defaultdict
 from datetime import date
 
 from flask import current_app
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from ..clock import today
 from ..extensions import db
@@ -67,8 +67,9 @@ def portfolio(lender_id: int, currency: str | None = None) -> dict:
     currencies = {
         cur: _summary(cur, parts, flows_by_currency[cur], on) for cur, parts in sorted(parts_by_currency.items())
     }
-    if currency is None:
-        currency = next(iter(currencies)) if len(currencies) == 1 else current_app.config["CURRENCIES"][0]
+    if currency is None:  # the lender's first currency in the configured order (or the first configured)
+        configured = current_app.config["CURRENCIES"]
+        currency = next((c for c in configured if c in currencies), next(iter(currencies), configured[0]))
     top = currencies.get(currency) or _summary(currency, [], [], on)
     return {**top, "currencies": currencies}
 
@@ -103,48 +104,52 @@ def monthly_cash_flows(lender_id: int, currency: str, months: int = 12) -> list[
     return list(series.values())
 
 
-def loan_book() -> dict:
-    """Operators: loans by status, and active loans by how late their oldest unpaid installment is."""
+def loan_book(currency: str | None = None) -> dict:
+    """Operators: one currency's loans by status, and its active loans by how late the oldest unpaid row is."""
     on = today()
+    present = sorted(db.session.execute(select(Loan.currency).distinct()).scalars())
+    currency = currency or (present[0] if len(present) == 1 else current_app.config["CURRENCIES"][0])
     by_status = {
         status: {"count": int(count), "amount": int(amount or 0), "outstanding": int(outstanding or 0)}
         for status, count, amount, outstanding in db.session.execute(
-            select(
-                Loan.status, func.count(Loan.id), func.sum(Loan.amount), func.sum(Loan.outstanding_principal)
-            ).group_by(Loan.status)
+            select(Loan.status, func.count(Loan.id), func.sum(Loan.amount), func.sum(Loan.outstanding_principal))
+            .where(Loan.currency == currency)
+            .group_by(Loan.status)
         ).all()
     }
     oldest = db.session.execute(
-        select(Installment.loan_id, func.min(Installment.due_date))
+        select(Installment.loan_id, func.min(Installment.due_date), Loan.outstanding_principal)
         .join(Loan, Loan.id == Installment.loan_id)
-        .where(Loan.status == "active", Installment.status == "late")
-        .group_by(Installment.loan_id)
+        .where(Loan.status == "active", Loan.currency == currency, Installment.status == "late")
+        .group_by(Installment.loan_id, Loan.outstanding_principal)
+        .order_by(Installment.loan_id)
     ).all()
     buckets = {name: {"count": 0, "outstanding": 0, "loan_ids": []} for name, _, _ in ARREARS_BUCKETS}
-    outstanding = (
-        dict(
-            db.session.execute(
-                select(Loan.id, Loan.outstanding_principal).where(Loan.id.in_([loan_id for loan_id, _ in oldest]))
-            ).all()
-        )
-        if oldest
-        else {}
-    )
-    for loan_id, due in oldest:
+    for loan_id, due, outstanding in oldest:
         days = (on - due).days
-        for name, low, high in ARREARS_BUCKETS:
-            if low <= days <= high or (name == "61-120" and days > high):
-                buckets[name]["count"] += 1
-                buckets[name]["outstanding"] += int(outstanding.get(loan_id, 0))
-                buckets[name]["loan_ids"].append(loan_id)
-                break
-    defaulted = by_status.get("defaulted", {"count": 0, "amount": 0})
-    written_off = db.session.execute(select(func.coalesce(func.sum(LoanPart.written_off), 0))).scalar_one()
+        # Past 120 days a loan defaults at the next run-due; until then it stays in the last bucket.
+        name = next((n for n, low, high in ARREARS_BUCKETS if low <= days <= high), ARREARS_BUCKETS[-1][0])
+        buckets[name]["count"] += 1
+        buckets[name]["outstanding"] += int(outstanding)
+        buckets[name]["loan_ids"].append(loan_id)
+    defaulted_ids = list(
+        db.session.execute(
+            select(Loan.id).where(Loan.status == "defaulted", Loan.currency == currency).order_by(Loan.id)
+        ).scalars()
+    )
+    written_off = db.session.execute(
+        select(func.coalesce(func.sum(LoanPart.written_off), 0)).where(LoanPart.currency == currency)
+    ).scalar_one()
+    late = db.session.execute(
+        select(func.count(Installment.id))
+        .join(Loan, Loan.id == Installment.loan_id)
+        .where(Installment.status == "late", Loan.currency == currency)
+    ).scalar_one()
     return {
+        "currency": currency,
+        "currencies": present,
         "by_status": by_status,
         "arrears": buckets,
-        "defaulted": {"count": defaulted["count"], "written_off": int(written_off)},
-        "late_installments": int(
-            db.session.execute(select(func.count(case((Installment.status == "late", 1))))).scalar_one()
-        ),
+        "defaulted": {"count": len(defaulted_ids), "written_off": int(written_off), "loan_ids": defaulted_ids},
+        "late_installments": int(late),
     }

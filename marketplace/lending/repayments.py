@@ -413,7 +413,7 @@ def repay(loan_id: int, member_id: int, amount: int) -> Repayment:
             raise ValidationFailed(
                 f"That is more than the {format_amount(owed, loan.currency)} still owed on this loan; "
                 "to repay early, ask for a payoff quote.",
-                errors={"amount": [f"at most {owed} is owed"]},
+                errors={"amount": [f"at most {format_amount(owed, loan.currency)} is owed"]},
             )
         (repayment,) = _apply([_plan(loan, amount, "manual")])
     return repayment
@@ -485,6 +485,7 @@ def _mark_late(on: date) -> int:
             select(Installment.id, Loan.borrower_id, Loan.id, Loan.currency, Installment.number)
             .join(Loan, Loan.id == Installment.loan_id)
             .where(Loan.status == "active", Installment.status == "due", Installment.due_date <= on)
+            .where(Installment.principal + Installment.interest > Installment.paid_principal + Installment.paid_interest)
         ).all()
         if late:
             bulk_update(_installments, [{"id": row[0], "status": "late"} for row in late])

@@ -456,3 +456,19 @@ def test_malformed_json_and_no_token(api, borrower):
     assert_error(response, 400)
     assert_error(api.post("/api/v1/loan-requests", json=request_body()), 401)
     assert_error(api.get("/api/v1/portfolio"), 401)
+
+
+def test_portfolio_defaults_to_the_lenders_own_currency(api):
+    lender = make_member(funds={"GBP": 300_000})
+    borrower = make_member()
+    token = token_for(lender)
+    api.post("/api/v1/lending-offers", json=offer_body(currency="GBP", amount=100_000, max_part=100_000), token=token)
+    created = api.post(
+        "/api/v1/loan-requests", json=request_body(currency="GBP", amount=50_000), token=token_for(borrower)
+    ).get_json()
+    assert created["status"] == "funded"
+    body = api.get("/api/v1/portfolio", token=token).get_json()
+    assert body["currency"] == "GBP" and body["invested"] == 50_000 and set(body["currencies"]) == {"GBP"}
+    eur = api.get("/api/v1/portfolio", query={"currency": "EUR"}, token=token).get_json()
+    assert eur["currency"] == "EUR" and eur["invested"] == 0
+    assert_error(api.get("/api/v1/portfolio", query={"currency": "XYZ"}, token=token), 422)
