@@ -439,6 +439,7 @@ def create_offer(
             status="open",
             created_at=now(),
         )
+        _lock_market(currency)  # before the wallet: matching locks wallets under the market lock too
         db.session.add(offer)
         db.session.flush()
         hold = ledger.place_hold(
@@ -446,7 +447,6 @@ def create_offer(
         )
         offer.hold_id = hold.id
         db.session.flush()
-        _lock_market(currency)
         _match_offer(offer)
     return offer
 

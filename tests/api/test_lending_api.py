@@ -472,3 +472,36 @@ def test_portfolio_defaults_to_the_lenders_own_currency(api):
     eur = api.get("/api/v1/portfolio", query={"currency": "EUR"}, token=token).get_json()
     assert eur["currency"] == "EUR" and eur["invested"] == 0
     assert_error(api.get("/api/v1/portfolio", query={"currency": "XYZ"}, token=token), 422)
+
+
+LENDING_OPERATIONS = {
+    ("post", "/api/v1/loan-requests"): ("201", REQUEST_KEYS),
+    ("get", "/api/v1/loan-requests"): ("200", REQUEST_KEYS),
+    ("get", "/api/v1/loan-requests/{request_id}"): ("200", REQUEST_KEYS),
+    ("post", "/api/v1/loan-requests/{request_id}/cancel"): ("200", REQUEST_KEYS),
+    ("post", "/api/v1/lending-offers"): ("201", OFFER_KEYS),
+    ("get", "/api/v1/lending-offers"): ("200", OFFER_KEYS),
+    ("delete", "/api/v1/lending-offers/{offer_id}"): ("200", OFFER_KEYS),
+    ("get", "/api/v1/loans/{loan_id}"): ("200", LOAN_KEYS),
+    ("post", "/api/v1/loans/{loan_id}/repayments"): ("201", {"amount", "loan"}),
+    ("post", "/api/v1/loans/{loan_id}/payoff"): ("201", {"amount", "loan"}),
+    ("get", "/api/v1/portfolio"): (
+        "200",
+        {"invested", "outstanding_principal", "interest_received", "defaulted_principal", "parts"},
+    ),
+    ("get", "/api/v1/loan-requests/{request_id}/comments"): ("200", {"id", "author_id", "body", "created_at"}),
+    ("post", "/api/v1/loan-requests/{request_id}/comments"): ("201", {"id", "author_id", "body", "created_at"}),
+}
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(LENDING_OPERATIONS))
+def test_openapi_describes_each_lending_endpoint(app, method, path):
+    spec = app.test_client().get("/api/openapi.json").get_json()
+    status, fields = LENDING_OPERATIONS[(method, path)]
+    operation = spec["paths"][path][method]
+    schema = operation["responses"][status]["content"]["application/json"]["schema"]
+    if schema.get("type") == "array":
+        schema = schema["items"]
+    name = schema["$ref"].rsplit("/", 1)[-1]
+    assert fields <= set(spec["components"]["schemas"][name]["properties"]), (path, name)
+    assert operation["security"] == [{"bearerAuth": []}]

@@ -108,3 +108,49 @@ def test_repayments_racing_collection_pay_each_cent_once(app):
     assert loan.installments[0].status == "paid" and loan.installments[0].paid == first_total
     assert wallet_of(lender.id)["balance"] == 500_000 - 120_000 + paid
     assert_ledger_invariants()
+
+
+def test_offers_and_requests_arriving_together_never_deadlock_or_over_fund(app):
+    lender_ids = [make_member(funds={"EUR": 300_000}).id for _ in range(4)]
+    for lender_id in lender_ids:  # a standing offer each, so requests reserve from these wallets
+        market.create_offer(lender_id, amount=40_000, currency="EUR", min_rate_bps=600, max_part=20_000)
+    borrower_ids = [make_member().id for _ in range(6)]
+    calls = [
+        (
+            lambda lender_id=lender_id: (
+                market.create_offer(lender_id, amount=50_000, currency="EUR", min_rate_bps=700, max_part=25_000).status
+            )
+        )
+        for lender_id in lender_ids
+    ] + [
+        (
+            lambda b=b: (
+                market.create_request(
+                    b, amount=60_000, currency="EUR", term_months=12, max_rate_bps=1200, purpose="storm"
+                ).status
+            )
+        )
+        for b in borrower_ids
+    ]
+    results = run_concurrently(app, calls)
+    assert_only(results)
+    db.session.expire_all()
+    requests = db.session.execute(select(LoanRequest)).scalars().all()
+    for request in requests:
+        reserved = sum(
+            p.amount
+            for p in db.session.execute(
+                select(LoanPart).where(LoanPart.request_id == request.id, LoanPart.status != "returned")
+            ).scalars()
+        )
+        assert reserved == request.funded_amount <= request.amount
+        assert (request.status == "funded") == (request.funded_amount == request.amount)
+    for offer in db.session.execute(select(LendingOffer)).scalars():
+        lent = sum(
+            p.amount
+            for p in db.session.execute(
+                select(LoanPart).where(LoanPart.offer_id == offer.id, LoanPart.status != "returned")
+            ).scalars()
+        )
+        assert lent + offer.remaining == offer.amount
+    assert_ledger_invariants()
