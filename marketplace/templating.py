@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from flask import current_app, request, url_for
 from markupsafe import Markup, escape
 
-from .money import format_amount
+from .i18n import current_locale, format_bps, format_money, format_moment, format_number
 
 # Nav endpoints that have their own entry: visiting one of them never marks
 # its blueprint's index entry as the current section too.
@@ -29,7 +29,7 @@ PRIMARY_NAV = frozenset(
 def money(amount, currency: str = "") -> str:
     if amount is None:
         return "—"
-    return format_amount(int(amount), currency)
+    return format_money(int(amount), currency)
 
 
 def signed_money(amount, currency: str = "") -> str:
@@ -38,12 +38,14 @@ def signed_money(amount, currency: str = "") -> str:
         return "—"
     amount = int(amount)
     sign = "+" if amount > 0 else ("\u2212" if amount < 0 else "")
-    return sign + format_amount(abs(amount), currency)
+    return sign + format_money(abs(amount), currency)
 
 
 def when(value: datetime | None) -> str:
     if value is None:
         return "—"
+    if current_locale() != "en":
+        return format_moment(value.astimezone(UTC))
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -162,6 +164,8 @@ def register(app) -> None:
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["signed_money"] = signed_money
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["number"] = format_number
+    app.jinja_env.filters["bps"] = format_bps
     app.jinja_env.filters["humanize"] = humanize
     app.jinja_env.globals["nav_link"] = nav_link
     app.jinja_env.globals["has_endpoint"] = has_endpoint

@@ -80,7 +80,7 @@ def _fresh_request_globals(sender, **extra):
     requests, so ``g`` would outlive a request. Forget who was signed in."""
     from flask import g
 
-    for name in ("_login_user", "_api_member", "csrf_token"):
+    for name in ("_login_user", "_api_member", "csrf_token", "_flask_babel"):
         g.pop(name, None)
 
 

@@ -30,6 +30,7 @@ class Member(UserMixin, db.Model):
     role: Mapped[str] = mapped_column(String(16), default="member")
     kyc_status: Mapped[str] = mapped_column(String(16), default="unverified")
     kyc_reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True)  # en, es, fi, it; None: the browser's
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="member", lazy="select")

@@ -8,7 +8,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..clock import now
 from ..db import transaction
-from ..errors import AlreadyExists, Forbidden, NotFound, Unauthorized
+from ..errors import AlreadyExists, Forbidden, NotFound, Unauthorized, ValidationFailed
 from ..extensions import db
 from .auth import new_token_secret, token_digest
 from .models import ApiToken, Member
@@ -101,6 +101,18 @@ def revoke_token(member_id: int, token_id: int) -> ApiToken:
         if token.revoked_at is None:
             token.revoked_at = now()
     return token
+
+
+def set_locale(member_id: int, locale: str | None) -> Member:
+    """The member's language for pages and notifications' links (None: follow the browser)."""
+    from ..i18n import LANGUAGES
+
+    if locale is not None and locale not in LANGUAGES:
+        raise ValidationFailed(errors={"locale": [f"one of {', '.join(LANGUAGES)}"]})
+    with transaction():
+        member = get_member(member_id)
+        member.locale = locale
+    return member
 
 
 def set_kyc_status(operator_id: int, member_id: int, status: str, *, ip: str = "") -> Member:
