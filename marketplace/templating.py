@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from flask import current_app, request, url_for
 from markupsafe import Markup, escape
 
-from .i18n import current_locale, format_bps, format_money, format_moment, format_number
+from .i18n import current_locale, format_bps, format_moment, format_money, format_number
 
 # Nav endpoints that have their own entry: visiting one of them never marks
 # its blueprint's index entry as the current section too.
