@@ -124,8 +124,10 @@ def register_security_headers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
+    from . import i18n
     from .templating import register
 
+    i18n.init_app(app)
     register(app)
 
 
