@@ -73,6 +73,7 @@ class TrialBalanceOut(Schema):
 class RunDueOut(Schema):
     ran_at = UTCDateTimeField()
     jobs = fields.Dict(keys=fields.String(), values=fields.Dict())
+    skipped = fields.String(metadata={"description": "Present when another run-due was already running."})
 
 
 class ClockIn(StrictSchema):

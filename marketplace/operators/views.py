@@ -132,6 +132,8 @@ def run_due():
 
 def _run_due_summary(report: dict) -> str:
     ran_at = report["ran_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if report.get("skipped"):
+        return f"Nothing was run at {ran_at}: {report['skipped']}."
     if not report["jobs"]:
         return f"Ran due jobs at {ran_at}: no jobs are registered."
     parts = []

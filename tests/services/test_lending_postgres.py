@@ -154,3 +154,61 @@ def test_offers_and_requests_arriving_together_never_deadlock_or_over_fund(app):
         )
         assert lent + offer.remaining == offer.amount
     assert_ledger_invariants()
+
+
+def test_two_run_dues_at_once_never_do_anything_twice(app):
+    """Cron on two hosts: one run holds the advisory lock, the other does nothing."""
+    import threading
+    from datetime import timedelta
+
+    from sqlalchemy import text
+
+    from marketplace.clock import now
+    from marketplace.operators import jobs
+    from tests.helpers import set_clock
+
+    lender = make_member(funds={"EUR": 500_000})
+    market.create_offer(lender.id, amount=400_000, currency="EUR", min_rate_bps=900, max_part=400_000)
+    borrower = make_member(funds={"EUR": 100_000})
+    loan_id = market.create_request(
+        borrower.id, amount=120_000, currency="EUR", term_months=12, max_rate_bps=1000, purpose="cron"
+    ).loan_id
+    set_clock(now() + timedelta(days=40))
+    entered = threading.Event()
+    release = threading.Event()
+
+    def slow_job(moment):  # keeps the first run inside the lock until the second has tried
+        entered.set()
+        release.wait(timeout=30)
+        return {}
+
+    jobs._JOBS.insert(0, ("test_slow", slow_job))
+    try:
+        results: list = [None, None]
+
+        def first():
+            with app.app_context():
+                try:
+                    results[0] = jobs.run_due()
+                finally:
+                    db.session.remove()
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        assert entered.wait(timeout=30)
+        with app.app_context():
+            results[1] = jobs.run_due()
+            db.session.remove()
+        release.set()
+        thread.join(timeout=60)
+    finally:
+        jobs._JOBS.remove(("test_slow", slow_job))
+    assert results[1]["skipped"] and results[1]["jobs"] == {}
+    assert results[0]["jobs"]["collect_installments"]["loans"] == 1
+    db.session.expire_all()
+    loan = db.session.get(Loan, loan_id)
+    assert loan.installments[0].status == "paid" and loan.installments[1].paid == 0
+    with db.engine.connect() as connection:  # the lock was given back
+        assert connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": jobs.LOCK_KEY}).scalar()
+        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": jobs.LOCK_KEY})
+    assert_ledger_invariants()
