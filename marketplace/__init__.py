@@ -24,6 +24,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_security_headers(app)
+    register_observability(app)
     register_template_helpers(app)
     register_commands(app)
     register_health(app)
@@ -121,6 +122,12 @@ def register_security_headers(app: Flask) -> None:
         if app.config.get("SESSION_COOKIE_SECURE"):
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response
+
+
+def register_observability(app: Flask) -> None:
+    from . import observability
+
+    observability.init_app(app)
 
 
 def register_template_helpers(app: Flask) -> None:
