@@ -10,6 +10,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
@@ -23,7 +25,9 @@ from . import services
 
 bp = Blueprint("conversation", __name__)
 
-TOO_FAST = "You are commenting faster than the marketplace allows. Please wait a minute, then post again — your text is kept below."
+TOO_FAST = _l(
+    "You are commenting faster than the marketplace allows. Please wait a minute, then post again — your text is kept below."
+)
 
 
 def _member_key() -> str:
@@ -38,13 +42,13 @@ def too_many_requests(exc):
     """A comment sent too fast: the pool page again, the text kept, the reason next to it."""
     pool_id = (request.view_args or {}).get("pool_id")
     if request.endpoint != "conversation.add_pool_comment" or pool_id is None:
-        return render_template("conversation/too_fast.html", message=TOO_FAST), 429
+        return render_template("conversation/too_fast.html", message=str(TOO_FAST)), 429
     form = CommentForm(meta={"csrf": False})
-    form.body.errors = [TOO_FAST]
+    form.body.errors = [str(TOO_FAST)]
     try:
         response = current_app.make_response(render_detail(pool_id, comment_form=form, status=429))
     except NotFound:
-        return render_template("conversation/too_fast.html", message=TOO_FAST), 429
+        return render_template("conversation/too_fast.html", message=str(TOO_FAST)), 429
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
         response.headers["Retry-After"] = str(retry_after)
@@ -68,7 +72,7 @@ def add_pool_comment(pool_id: int):
     except DomainError as exc:
         flash(exc.message, "danger")
         return redirect(url_for("pools.detail", pool_id=pool_id, _anchor="discussion"))
-    flash("Your comment is posted.", "success")
+    flash(_("Your comment is posted."), "success")
     return redirect(url_for("pools.detail", pool_id=pool_id, _anchor=f"comment-{comment.id}"))
 
 
@@ -90,7 +94,7 @@ def add_review(pool_id: int):
     except DomainError as exc:
         flash(exc.message, "danger")
         return redirect(url_for("pools.detail", pool_id=pool_id, _anchor="reviews"))
-    flash("Thank you: your review is posted and counts toward the supplier's rating.", "success")
+    flash(_("Thank you: your review is posted and counts toward the supplier's rating."), "success")
     return redirect(url_for("pools.detail", pool_id=pool_id, _anchor="reviews"))
 
 

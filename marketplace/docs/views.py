@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from flask import Blueprint, render_template, url_for
+from flask_babel import gettext as _
 
 from ..errors import REASON_BY_STATUS, DomainError, error_body
 from ..extensions import api
@@ -74,11 +75,11 @@ class SpecReader:
         kind = schema.get("type")
         if kind == "array":
             inner, inner_ref = self.type_label(schema.get("items", {}))
-            label = f"array of {inner}"
+            label = _("array of %(type)s", type=inner)
             ref = inner_ref or ref
         elif kind == "object" and "properties" not in schema and isinstance(schema.get("additionalProperties"), dict):
             inner, inner_ref = self.type_label(schema["additionalProperties"])
-            label = f"map of string → {inner}" if schema["additionalProperties"] else "object"
+            label = _("map of string → %(type)s", type=inner) if schema["additionalProperties"] else "object"
             ref = inner_ref or ref
         elif ref and (kind in (None, "object")):
             label = ref
@@ -87,33 +88,33 @@ class SpecReader:
             if schema.get("format"):
                 label += f" ({schema['format']})"
         if schema.get("nullable"):
-            label += " or null"
+            label = _("%(type)s or null", type=label)
         return label, ref
 
     @staticmethod
     def constraints(schema: dict) -> list[str]:
         out = []
         if "enum" in schema:
-            out.append("one of: " + ", ".join(json.dumps(v) for v in schema["enum"]))
+            out.append(_("one of: %(values)s", values=", ".join(json.dumps(v) for v in schema["enum"])))
         for key, text in (
-            ("minimum", "≥ {}"),
-            ("maximum", "≤ {}"),
-            ("exclusiveMinimum", "> {}"),
-            ("exclusiveMaximum", "< {}"),
-            ("minLength", "at least {} character(s)"),
-            ("maxLength", "at most {} character(s)"),
-            ("minItems", "at least {} item(s)"),
-            ("maxItems", "at most {} item(s)"),
-            ("pattern", "matches {}"),
+            ("minimum", "≥ %(value)s"),
+            ("maximum", "≤ %(value)s"),
+            ("exclusiveMinimum", "> %(value)s"),
+            ("exclusiveMaximum", "< %(value)s"),
+            ("minLength", _("at least %(value)s character(s)")),
+            ("maxLength", _("at most %(value)s character(s)")),
+            ("minItems", _("at least %(value)s item(s)")),
+            ("maxItems", _("at most %(value)s item(s)")),
+            ("pattern", _("matches %(value)s")),
         ):
             if key in schema and not isinstance(schema[key], bool):
-                out.append(text.format(schema[key]))
+                out.append(text % {"value": schema[key]})
         if "default" in schema:
-            out.append(f"default {json.dumps(schema['default'])}")
+            out.append(_("default %(value)s", value=json.dumps(schema["default"])))
         if schema.get("readOnly"):
-            out.append("read-only")
+            out.append(_("read-only"))
         if schema.get("writeOnly"):
-            out.append("write-only")
+            out.append(_("write-only"))
         return out
 
     def object_fields(self, schema: dict, depth: int = 0, trail: tuple = ()) -> list[SchemaField]:
@@ -130,7 +131,7 @@ class SpecReader:
         required = set(schema.get("required", []))
         rows = []
         for name, prop in schema.get("properties", {}).items():
-            resolved, _ = self.resolve(prop)
+            resolved, _ref = self.resolve(prop)
             label, prop_ref = self.type_label(prop)
             rows.append(
                 SchemaField(
@@ -152,8 +153,8 @@ class SpecReader:
     def parameters(self, path_item: dict, operation: dict) -> list[dict]:
         params = {}
         for raw in path_item.get("parameters", []) + operation.get("parameters", []):
-            param, _ = self.resolve(raw)
-            schema, _ = self.resolve(param.get("schema", {}))
+            param, _ref = self.resolve(raw)
+            schema, _ref = self.resolve(param.get("schema", {}))
             params[(param.get("in"), param.get("name"))] = {
                 "name": param.get("name", ""),
                 "in": param.get("in", ""),
@@ -172,7 +173,7 @@ class SpecReader:
             for name in requirement:
                 scheme = schemes.get(name, {})
                 if scheme.get("type") == "http" and scheme.get("scheme", "").lower() == "bearer":
-                    labels.append("Bearer token: send the header Authorization: Bearer <token>")
+                    labels.append(_("Bearer token: send the header Authorization: Bearer <token>"))
                 else:
                     labels.append(name)
         return labels
@@ -201,11 +202,11 @@ class SpecReader:
     def operation(self, path: str, method: str, path_item: dict, operation: dict) -> dict:
         request_body = None
         if "requestBody" in operation:
-            body, _ = self.resolve(operation["requestBody"])
+            body, _ref = self.resolve(operation["requestBody"])
             content = body.get("content", {}).get("application/json", {})
             if "schema" in content:
                 request_body = self.body(content["schema"], body.get("description", ""))
-                request_body.description = "required" if body.get("required") else "optional"
+                request_body.description = _("required") if body.get("required") else _("optional")
         summary = operation.get("summary", "")
         description = operation.get("description", "")
         return {

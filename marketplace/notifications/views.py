@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -50,7 +52,9 @@ def index():
 def mark_all_read():
     marked = services.mark_all_read(web_member().id)
     if marked:
-        flash(f"Marked {marked} notification{'s' if marked != 1 else ''} as read.", "success")
+        flash(
+            ngettext("Marked %(num)d notification as read.", "Marked %(num)d notifications as read.", marked), "success"
+        )
     else:
-        flash("Nothing new: every notification was already read.", "info")
+        flash(_("Nothing new: every notification was already read."), "info")
     return redirect(url_for("notifications.index"))

@@ -2,7 +2,9 @@
 (function () {
   "use strict";
 
-  // <button data-copy-target="id"> copies the text of #id to the clipboard.
+  // <button data-copy-target="id"> copies the text of #id to the clipboard. The
+  // sentence announced afterwards comes from the page (data-copied-text, translated
+  // on the server), since this file cannot translate.
   function setUpCopyButtons() {
     document.querySelectorAll("[data-copy-target]").forEach(function (button) {
       var target = document.getElementById(button.getAttribute("data-copy-target"));
@@ -15,7 +17,7 @@
         navigator.clipboard.writeText(text.trim()).then(function () {
           var status = document.getElementById(button.getAttribute("data-copy-status"));
           if (status) {
-            status.textContent = "Copied to the clipboard.";
+            status.textContent = button.getAttribute("data-copied-text") || "Copied to the clipboard.";
           }
         });
       });

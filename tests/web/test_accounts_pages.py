@@ -528,3 +528,47 @@ def test_operators_link_only_for_operators(app, client):
     login(client, operator.email)
     header = client.get("/").get_data(as_text=True).split("</header>")[0]
     assert (">Operators</a>" in header) == ("operators.index" in app.view_functions)
+
+
+def test_settings_language_preference_is_saved_with_csrf(client):
+    from marketplace.i18n import LANGUAGES
+
+    member = make_member()
+    login(client, member.email)
+    html = client.get("/settings").get_data(as_text=True)
+    select = re.search(r'<select[^>]*\bid="locale"[^>]*>(.*?)</select>', html, re.S)
+    assert select and '<label for="locale">' in html and 'action="/settings/language"' in html
+    assert re.findall(r'value="([^"]*)"', select.group(1)) == ["", *LANGUAGES]
+    assert '<option selected value="">' in select.group(1)  # no setting yet: follow the browser
+    token = csrf_token(html)
+
+    r = client.post("/settings/language", data={"locale": "fi", "csrf_token": token})
+    assert r.status_code == 302 and r.headers["Location"] == "/settings"
+    db.session.expire_all()
+    assert db.session.get(Member, member.id).locale == "fi"
+    page = client.get("/settings", headers={"Accept-Language": "es"}).get_data(as_text=True)
+    assert '<html lang="fi">' in page and 'class="flash flash-success"' in page
+    assert '<option lang="fi" selected value="fi">' in page
+
+    # "Follow my browser" stores no locale, and forgets an earlier choice kept in the session.
+    r = client.post("/settings/language", data={"locale": "", "csrf_token": token})
+    assert r.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Member, member.id).locale is None
+    assert '<html lang="it">' in client.get("/settings", headers={"Accept-Language": "it"}).get_data(as_text=True)
+
+    # No CSRF token, or a language the site does not have: nothing changes.
+    assert client.post("/settings/language", data={"locale": "es"}).status_code == 400
+    r = client.post("/settings/language", data={"locale": "de", "csrf_token": token})
+    assert r.status_code == 422
+    rejected = r.get_data(as_text=True)
+    assert '<div class="field-error" id="locale-error" role="alert">' in rejected
+    assert re.search(r'<select aria-describedby="locale-hint locale-error" aria-invalid="true" id="locale"', rejected)
+    db.session.expire_all()
+    assert db.session.get(Member, member.id).locale is None
+
+
+def test_settings_language_needs_sign_in(client):
+    token = _token(client, "/login")
+    r = client.post("/settings/language", data={"locale": "es", "csrf_token": token})
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
