@@ -8,11 +8,16 @@ price any bid offers, held over a range of volumes; gaps where no bid serves
 a volume are kept as gaps); ``render_svg`` draws them with labelled axes, the
 pool minimum and the current volume; ``describe`` is the same curve in words,
 the SVG's ``<desc>``.
+
+Every word and number a person reads goes through a :class:`Wording`: English
+by default (what the unit tests see); the pool page passes one built from
+Flask-Babel's ``gettext`` and ``marketplace.i18n``'s formatters, so the chart
+is written in the reader's language without this module importing Flask.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -28,7 +33,33 @@ BOTTOM = 60
 PLOT_WIDTH = WIDTH - LEFT - RIGHT
 PLOT_HEIGHT = HEIGHT - TOP - BOTTOM
 MAX_TICKS = 5
-TITLE = "Best unit price by pooled volume"
+
+
+def english_gettext(message: str, **values) -> str:
+    """``gettext`` without a catalog: the English text, ``%(name)s`` filled in (as Flask-Babel does)."""
+    return message % values if values else message
+
+
+def english_ngettext(singular: str, plural: str, num: int, **values) -> str:
+    values.setdefault("num", num)
+    return (singular if num == 1 else plural) % values
+
+
+def english_number(value: int) -> str:
+    return f"{value:,}"
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How the chart says things: ``gettext``/``ngettext`` (Flask-Babel's signatures), numbers, money."""
+
+    gettext: Callable[..., str] = english_gettext
+    ngettext: Callable[..., str] = english_ngettext
+    number: Callable[[int], str] = english_number
+    money: Callable[..., str] = format_amount  # (amount, currency="") -> "1,234.56 EUR"
+
+
+ENGLISH = Wording()
 
 
 @dataclass(frozen=True)
@@ -135,23 +166,39 @@ def step_path(steps: Sequence[Step], frame: Frame) -> str:
     return " ".join(parts)
 
 
-def _units(n: int) -> str:
-    return f"{n:,} unit{'s' if n != 1 else ''}"
+def _units(n: int, w: Wording) -> str:
+    return w.ngettext("%(count)s unit", "%(count)s units", n, count=w.number(n))
 
 
-def describe(steps: Sequence[Step], *, current_volume: int, min_volume: int, currency: str) -> str:
+def describe(
+    steps: Sequence[Step], *, current_volume: int, min_volume: int, currency: str, wording: Wording = ENGLISH
+) -> str:
     """The chart in words: every step, then where the pool stands."""
+    w = wording
     if not steps:
-        curve = "No supplier has bid yet, so there is no price curve."
+        curve = w.gettext("No supplier has bid yet, so there is no price curve.")
     else:
-        parts = [f"from {s.start:,} to {s.end:,} units: {format_amount(s.price, currency)}" for s in steps]
-        curve = "Best unit price offered at each pooled volume, " + "; ".join(parts) + "."
+        parts = [
+            w.gettext(
+                "from %(start)s to %(end)s units: %(price)s",
+                start=w.number(s.start),
+                end=w.number(s.end),
+                price=w.money(s.price, currency),
+            )
+            for s in steps
+        ]
+        curve = w.gettext("Best unit price offered at each pooled volume, %(steps)s.", steps="; ".join(parts))
     now_price = price_at(steps, current_volume)
     if now_price is not None:
-        where = f" Pooled now: {_units(current_volume)}, best price {format_amount(now_price, currency)}."
+        where = w.gettext(
+            "Pooled now: %(volume)s, best price %(price)s.",
+            volume=_units(current_volume, w),
+            price=w.money(now_price, currency),
+        )
     else:
-        where = f" Pooled now: {_units(current_volume)}, no bid serves this volume."
-    return curve + where + f" Pool minimum: {_units(min_volume)}."
+        where = w.gettext("Pooled now: %(volume)s, no bid serves this volume.", volume=_units(current_volume, w))
+    minimum = w.gettext("Pool minimum: %(volume)s.", volume=_units(min_volume, w))
+    return " ".join((curve, where, minimum))
 
 
 def _text(x: int, y: int, body: str, cls: str, anchor: str = "middle", extra: str = "") -> str:
@@ -176,9 +223,14 @@ def render_svg(
     currency: str,
     unit: str,
     chart_id: str = "price-chart",
+    wording: Wording = ENGLISH,
 ) -> str:
     """The whole ``<svg>`` element (text escaped), accessible as one image with a title and description."""
+    w = wording
     frame = frame_for(steps, current_volume, min_volume)
+    description = describe(
+        steps, current_volume=current_volume, min_volume=min_volume, currency=currency, wording=wording
+    )
     cid = escape(chart_id)
     bottom = TOP + PLOT_HEIGHT
     right = LEFT + PLOT_WIDTH
@@ -186,8 +238,8 @@ def render_svg(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="price-chart" viewBox="0 0 {WIDTH} {HEIGHT}"'
         f' width="{WIDTH}" height="{HEIGHT}" role="img" aria-labelledby="{cid}-title {cid}-desc"'
         ' preserveAspectRatio="xMinYMin meet">',
-        f'<title id="{cid}-title">{escape(TITLE)}</title>',
-        f'<desc id="{cid}-desc">{escape(describe(steps, current_volume=current_volume, min_volume=min_volume, currency=currency))}</desc>',
+        f'<title id="{cid}-title">{escape(w.gettext("Best unit price by pooled volume"))}</title>',
+        f'<desc id="{cid}-desc">{escape(description)}</desc>',
         '<g class="chart-grid">',
     ]
     for tick in frame.y_ticks[1:]:
@@ -199,22 +251,22 @@ def render_svg(
     )
     out.append('<g class="chart-x-ticks">')
     for tick in frame.x_ticks:
-        out.append(_text(frame.x(tick), bottom + 18, f"{tick:,}", "chart-tick-label"))
+        out.append(_text(frame.x(tick), bottom + 18, w.number(tick), "chart-tick-label"))
     out.append("</g>")
     if steps:
         out.append('<g class="chart-y-ticks">')
         for tick in frame.y_ticks:
-            out.append(_text(LEFT - 8, frame.y(tick) + 4, format_amount(tick), "chart-tick-label", "end"))
+            out.append(_text(LEFT - 8, frame.y(tick) + 4, w.money(tick), "chart-tick-label", "end"))
         out.append("</g>")
-    out.append(_text(LEFT + PLOT_WIDTH // 2, HEIGHT - 12, f"Pooled volume ({unit})", "chart-axis-title"))
+    x_title = w.gettext("Pooled volume (%(unit)s)", unit=unit)
+    out.append(_text(LEFT + PLOT_WIDTH // 2, HEIGHT - 12, x_title, "chart-axis-title"))
     mid_y = TOP + PLOT_HEIGHT // 2
-    out.append(
-        _text(
-            18, mid_y, f"Best unit price ({currency})", "chart-axis-title", extra=f' transform="rotate(-90 18 {mid_y})"'
-        )
-    )
-    out.extend(_marker(frame, min_volume, f"minimum {min_volume:,}", "chart-min", TOP + 14))
-    out.extend(_marker(frame, current_volume, f"now {current_volume:,}", "chart-current", TOP + 32))
+    y_title = w.gettext("Best unit price (%(currency)s)", currency=currency)
+    out.append(_text(18, mid_y, y_title, "chart-axis-title", extra=f' transform="rotate(-90 18 {mid_y})"'))
+    minimum = w.gettext("minimum %(volume)s", volume=w.number(min_volume))
+    out.extend(_marker(frame, min_volume, minimum, "chart-min", TOP + 14))
+    current = w.gettext("now %(volume)s", volume=w.number(current_volume))
+    out.extend(_marker(frame, current_volume, current, "chart-current", TOP + 32))
     if steps:
         out.append(
             f'<path class="chart-line" d="{step_path(steps, frame)}" fill="none" stroke="currentColor" stroke-width="3"/>'
@@ -232,6 +284,6 @@ def render_svg(
                 f'<circle class="chart-current-dot" cx="{frame.x(current_volume)}" cy="{frame.y(now_price)}" r="6"/>'
             )
     else:
-        out.append(_text(LEFT + PLOT_WIDTH // 2, mid_y, "No supplier has bid yet", "chart-empty"))
+        out.append(_text(LEFT + PLOT_WIDTH // 2, mid_y, w.gettext("No supplier has bid yet"), "chart-empty"))
     out.append("</svg>")
     return "\n".join(out)

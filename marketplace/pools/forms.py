@@ -8,10 +8,14 @@ the bounds are those of the API schemas (``pools/schemas.py``,
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from flask import current_app
+from flask_babel import LazyString
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError as SchemaError
 from wtforms import HiddenField, RadioField, SelectChoice, SelectField, StringField, TextAreaField
@@ -19,6 +23,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, ValidationEr
 from wtforms.widgets import DateTimeLocalInput
 
 from ..conversation.services import MAX_COMMENT, MAX_REVIEW
+from ..i18n import format_number
 from ..money import format_amount, parse_user_amount
 from ..schemas import check_text
 from .schemas import MAX_VOLUME
@@ -38,6 +43,24 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
+def _lazy(make: Callable[[], str]) -> LazyString:
+    """A text built when it is shown, so it is in the reader's language with numbers written for it."""
+    return LazyString(make)
+
+
+def _at_most(count: int) -> LazyString:
+    return _lazy(lambda: _("Use at most %(count)s characters.", count=format_number(count)))
+
+
+def _whole_messages(what: str) -> tuple[str, str]:
+    """parse_whole's two sentences for ``what``: nothing typed, not a whole number."""
+    if what == "number of units":
+        return _("Enter a number of units."), _("Enter a whole number of units, for example 100.")
+    if what == "number":
+        return _("Enter a number."), _("Enter a whole number, for example 100.")
+    return _("Enter a %(what)s.", what=what), _("Enter a whole %(what)s, for example 100.", what=what)
+
+
 def storable_text(form, field) -> None:
     """What a database column can store: no NUL, valid Unicode (the API's rule too)."""
     try:
@@ -50,14 +73,14 @@ def parse_whole(text: str | None, *, low: int = 1, high: int = MAX_VOLUME, what:
     """``"120"`` -> ``120``; ValueError with a sentence for anything else."""
     text = (text or "").strip().replace(",", "")
     if not text:
-        raise ValueError(f"Enter a {what}.")
+        raise ValueError(_whole_messages(what)[0])
     if not _WHOLE.fullmatch(text):
-        raise ValueError(f"Enter a whole {what}, for example 100.")
+        raise ValueError(_whole_messages(what)[1])
     value = int(text)
     if value < low:
-        raise ValueError(f"Must be at least {low:,}.")
+        raise ValueError(_("Must be at least %(low)s.", low=format_number(low)))
     if value > high:
-        raise ValueError(f"Must be at most {high:,}.")
+        raise ValueError(_("Must be at most %(high)s.", high=format_number(high)))
     return value
 
 
@@ -111,55 +134,55 @@ class UTCDateTimeLocalField(StringField):
         self.moment = None
         text = (self.data or "").strip()
         if not text:
-            raise ValidationError("Enter the deadline, for example 2027-01-31 12:00.")
+            raise ValidationError(_("Enter the deadline, for example 2027-01-31 12:00."))
         for fmt in _DEADLINE_FORMATS:
             try:
                 parsed = datetime.strptime(text, fmt).replace(tzinfo=UTC)
             except ValueError:
                 continue
             if not EARLIEST <= parsed < LATEST:
-                raise ValidationError("Choose a date between 1970 and 9000.")
+                raise ValidationError(_("Choose a date between 1970 and 9000."))
             self.moment = parsed
             return
-        raise ValidationError("Enter the deadline as a date and time, for example 2027-01-31 12:00.")
+        raise ValidationError(_("Enter the deadline as a date and time, for example 2027-01-31 12:00."))
 
 
 class PoolForm(FlaskForm):
     title = StringField(
-        "Title",
+        _l("Title"),
         filters=[_strip],
-        description="What the pool buys, e.g. “Solar panels for the community hall”.",
+        description=_l("What the pool buys, e.g. “Solar panels for the community hall”."),
         validators=[
-            DataRequired("Give the pool a title."),
-            Length(max=200, message="Use at most 200 characters."),
+            DataRequired(_l("Give the pool a title.")),
+            Length(max=200, message=_at_most(200)),
             storable_text,
         ],
     )
     description = TextAreaField(
-        "Description",
+        _l("Description"),
         filters=[_strip],
-        description="Optional: specification, delivery place, anything suppliers need to price it.",
-        validators=[Length(max=5000, message="Use at most 5,000 characters."), storable_text],
+        description=_l("Optional: specification, delivery place, anything suppliers need to price it."),
+        validators=[Length(max=5000, message=_at_most(5000)), storable_text],
     )
     unit = StringField(
-        "Unit",
+        _l("Unit"),
         filters=[_strip],
-        description="What one unit is: “panel”, “MWh”, “laptop”.",
+        description=_l("What one unit is: “panel”, “MWh”, “laptop”."),
         validators=[
-            DataRequired("Say what one unit is."),
-            Length(max=40, message="Use at most 40 characters."),
+            DataRequired(_l("Say what one unit is.")),
+            Length(max=40, message=_at_most(40)),
             storable_text,
         ],
     )
-    currency = SelectField("Currency", validators=[InputRequired("Choose a currency.")])
+    currency = SelectField(_l("Currency"), validators=[InputRequired(_l("Choose a currency."))])
     min_volume = WholeNumberField(
-        "Minimum volume",
+        _l("Minimum volume"),
         what="number of units",
-        description="All or nothing: below this many pledged units the pool fails and nobody pays.",
+        description=_l("All or nothing: below this many pledged units the pool fails and nobody pays."),
     )
     deadline = UTCDateTimeLocalField(
-        "Deadline (UTC)",
-        description="Date and time in UTC, when the pool closes and the best bid is awarded.",
+        _l("Deadline (UTC)"),
+        description=_l("Date and time in UTC, when the pool closes and the best bid is awarded."),
     )
 
     def __init__(self, *args, **kwargs):
@@ -171,24 +194,25 @@ class PoolForm(FlaskForm):
 
 
 class PledgeForm(FlaskForm):
-    quantity = WholeNumberField("Quantity", what="number of units", description="How many units you want.")
+    quantity = WholeNumberField(_l("Quantity"), what="number of units", description=_l("How many units you want."))
     max_unit_price = PriceField(
-        "Maximum unit price",
-        description="The most you will pay per unit, e.g. 7.50. Everyone pays the same clearing price, "
-        "never more than this.",
+        _l("Maximum unit price"),
+        description=_l(
+            "The most you will pay per unit, e.g. 7.50. Everyone pays the same clearing price, never more than this."
+        ),
     )
     confirm = HiddenField()
 
 
 class CommentForm(FlaskForm):
     body = TextAreaField(
-        "Your comment",
+        _l("Your comment"),
         id="comment-body",
         filters=[_strip],
-        description=f"Plain text, up to {MAX_COMMENT:,} characters.",
+        description=_lazy(lambda: _("Plain text, up to %(count)s characters.", count=format_number(MAX_COMMENT))),
         validators=[
-            DataRequired("Write something first."),
-            Length(max=MAX_COMMENT, message=f"Use at most {MAX_COMMENT:,} characters."),
+            DataRequired(_l("Write something first.")),
+            Length(max=MAX_COMMENT, message=_at_most(MAX_COMMENT)),
             storable_text,
         ],
         render_kw={"maxlength": MAX_COMMENT, "rows": 4},
@@ -197,26 +221,30 @@ class CommentForm(FlaskForm):
 
 class ReviewForm(FlaskForm):
     rating = RadioField(
-        "Rating",
+        _l("Rating"),
         id="review-rating",
         choices=[
             SelectChoice(value, label)
             for value, label in (
-                ("5", "5 – excellent"),
-                ("4", "4 – good"),
-                ("3", "3 – fair"),
-                ("2", "2 – poor"),
-                ("1", "1 – bad"),
+                ("5", _l("5 – excellent")),
+                ("4", _l("4 – good")),
+                ("3", _l("3 – fair")),
+                ("2", _l("2 – poor")),
+                ("1", _l("1 – bad")),
             )
         ],
-        validators=[InputRequired("Choose a rating from 1 to 5.")],
+        validators=[InputRequired(_l("Choose a rating from 1 to 5."))],
     )
     body = TextAreaField(
-        "Your review",
+        _l("Your review"),
         id="review-body",
         filters=[_strip],
-        description=f"How did the delivery go? Plain text, up to {MAX_REVIEW:,} characters.",
-        validators=[Length(max=MAX_REVIEW, message=f"Use at most {MAX_REVIEW:,} characters."), storable_text],
+        description=_lazy(
+            lambda: _(
+                "How did the delivery go? Plain text, up to %(count)s characters.", count=format_number(MAX_REVIEW)
+            )
+        ),
+        validators=[Length(max=MAX_REVIEW, message=_at_most(MAX_REVIEW)), storable_text],
         render_kw={"maxlength": MAX_REVIEW, "rows": 4},
     )
 
@@ -256,7 +284,7 @@ class BidForm:
 
     @classmethod
     def blank_form(cls, rows: int = MIN_TIER_ROWS) -> BidForm:
-        return cls(rows=[TierRow() for _ in range(_row_count(rows))])
+        return cls(rows=[TierRow() for _row in range(_row_count(rows))])
 
     @classmethod
     def from_bid(cls, bid, rows: int = MIN_TIER_ROWS) -> BidForm:
@@ -264,7 +292,7 @@ class BidForm:
         filled = [TierRow(str(t.min_volume), format_amount(t.unit_price).replace(",", "")) for t in bid.tiers]
         extra = max(_row_count(rows), len(filled) + 1) - len(filled)
         return cls(
-            rows=filled + [TierRow() for _ in range(min(extra, MAX_TIERS - len(filled)))], capacity=str(bid.capacity)
+            rows=filled + [TierRow() for _row in range(min(extra, MAX_TIERS - len(filled)))], capacity=str(bid.capacity)
         )
 
     @classmethod
@@ -299,7 +327,7 @@ class BidForm:
                 self.tiers.append({"min_volume": volume, "unit_price": price})
                 self.row_of.append(index)
         if not any(not row.blank for row in self.rows):
-            self.errors.append("Enter at least one tier: a minimum volume and its unit price.")
+            self.errors.append(_("Enter at least one tier: a minimum volume and its unit price."))
         try:
             self.capacity_value = parse_whole(self.capacity, what="number of units")
         except ValueError as exc:

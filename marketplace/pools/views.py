@@ -10,6 +10,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_required
 from markupsafe import Markup
 
@@ -17,7 +20,8 @@ from ..accounts.auth import web_member
 from ..clock import now
 from ..conversation import services as conversation
 from ..errors import DomainError, InsufficientFunds, NotFound, NotVerified, ValidationFailed
-from ..money import MAX_AMOUNT, format_amount
+from ..i18n import format_money, format_number
+from ..money import MAX_AMOUNT
 from ..templating import Page, page_from_request
 from ..wallet import services as wallet
 from . import chart, services
@@ -29,7 +33,9 @@ PER_PAGE = 12
 PLEDGES_PER_PAGE = 25
 COMMENTS_PER_PAGE = 50
 CLOSING_SOON = timedelta(hours=48)
-TABS = (("open", "Open"), ("closing", "Closing soon"), ("closed", "Closed"))
+TABS = (("open", _l("Open")), ("closing", _l("Closing soon")), ("closed", _l("Closed")))
+# The chart's words and numbers in the reader's language (chart.py stays free of Flask).
+CHART_WORDING = chart.Wording(gettext=_, ngettext=ngettext, number=format_number, money=format_money)
 
 
 # ---------------------------------------------------------------- helpers
@@ -40,18 +46,18 @@ def closes_in(deadline: datetime) -> str:
     """``"closes in 2 days 4 hours"``; ``"deadline passed, closing shortly"`` once it is over."""
     seconds = int((deadline - now()).total_seconds())
     if seconds <= 0:
-        return "deadline passed, closing shortly"
+        return _("deadline passed, closing shortly")
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
     parts = []
     if days:
-        parts.append(f"{days} day{'s' if days != 1 else ''}")
+        parts.append(ngettext("%(num)s day", "%(num)s days", days))
     if hours and days < 7:
-        parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
+        parts.append(ngettext("%(num)s hour", "%(num)s hours", hours))
     if not days and minutes and hours < 6:
-        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
-    return "closes in " + (" ".join(parts) if parts else "less than a minute")
+        parts.append(ngettext("%(num)s minute", "%(num)s minutes", minutes))
+    return _("closes in %(time)s", time=" ".join(parts) if parts else _("less than a minute"))
 
 
 def _member():
@@ -110,7 +116,12 @@ def render_detail(
     bids = services.priced_bids([pool.id]).get(pool.id, [])
     steps = chart.steps_from_bids(bids)
     svg = chart.render_svg(
-        steps, current_volume=insight["volume"], min_volume=pool.min_volume, currency=pool.currency, unit=pool.unit
+        steps,
+        current_volume=insight["volume"],
+        min_volume=pool.min_volume,
+        currency=pool.currency,
+        unit=pool.unit,
+        wording=CHART_WORDING,
     )
     member = _member()
     accepting = pool.status == "open" and now() < pool.deadline
@@ -183,7 +194,7 @@ def index():
     if tab not in dict(TABS):
         tab = "open"
     q = (request.args.get("q") or "").replace("\x00", "").strip()[:200]
-    _, total = _browse(tab, q, 0)
+    total = _browse(tab, q, 0)[1]
     page = page_from_request(total, PER_PAGE)
     pools, total = _browse(tab, q, page.offset)
     return render_template(
@@ -216,7 +227,7 @@ def my_pledges():
 
 def _create_refusal(member) -> tuple[str, str, int] | None:
     if member.is_supplier:
-        return ("supplier", "Suppliers bid on pools; members and operators organise them.", 403)
+        return ("supplier", _("Suppliers bid on pools; members and operators organise them."), 403)
     if not member.is_operator and not member.is_verified:
         return ("unverified", NotVerified.default_message, 403)
     return None
@@ -250,12 +261,10 @@ def create():
         except DomainError as exc:
             problems.append(exc.message)
         else:
-            flash(f"Your pool “{pool.title}” is open. Share it so members can pledge.", "success")
+            flash(_("Your pool “%(title)s” is open. Share it so members can pledge.", title=pool.title), "success")
             return redirect(url_for("pools.detail", pool_id=pool.id))
     status = 422 if form.is_submitted() else 200
-    return render_template(
-        "pools/create.html", form=form, refusal=None, problems=problems, now_utc=now().strftime("%Y-%m-%d %H:%M")
-    ), status
+    return render_template("pools/create.html", form=form, refusal=None, problems=problems, now_utc=now()), status
 
 
 # ---------------------------------------------------------------- pledging
@@ -267,7 +276,7 @@ def pledge(pool_id: int):
     pool = services.get_pool(pool_id)
     member = web_member()
     if member.is_supplier:
-        flash("Suppliers cannot pledge to pools; they bid on them.", "danger")
+        flash(_("Suppliers cannot pledge to pools; they bid on them."), "danger")
         return _back(pool_id)
     form = PledgeForm()
     if not form.validate_on_submit():
@@ -276,7 +285,8 @@ def pledge(pool_id: int):
     held = quantity * price
     available = _available(member.id, pool.currency)
     if held > MAX_AMOUNT:
-        _add_errors(form.quantity, [f"Quantity × price may not exceed {format_amount(MAX_AMOUNT, pool.currency)}."])
+        limit = format_money(MAX_AMOUNT, pool.currency)
+        _add_errors(form.quantity, [_("Quantity × price may not exceed %(limit)s.", limit=limit)])
         return render_detail(pool_id, pledge_form=form, status=422)
     if form.confirm.data != "1":
         preview = {"quantity": quantity, "price": price, "held": held, "available": available}
@@ -298,17 +308,25 @@ def pledge(pool_id: int):
         flash(exc.message, "danger")
         return _back(pool_id)
     flash(
-        f"You pledged {quantity:,} {pool.unit} at up to {format_amount(price, pool.currency)} each: "
-        f"{format_amount(held, pool.currency)} is held in your wallet until the pool closes.",
+        _(
+            "You pledged %(quantity)s %(unit)s at up to %(price)s each: "
+            "%(held)s is held in your wallet until the pool closes.",
+            quantity=format_number(quantity),
+            unit=pool.unit,
+            price=format_money(price, pool.currency),
+            held=format_money(held, pool.currency),
+        ),
         "success",
     )
     return _back(pool_id, "my-pledges")
 
 
 def _short_of(held: int, available: int, currency: str) -> str:
-    return (
-        f"Not enough money available: this pledge holds {format_amount(held, currency)} but you have "
-        f"{format_amount(available, currency)} available. Deposit money in your wallet or pledge less."
+    return _(
+        "Not enough money available: this pledge holds %(held)s but you have "
+        "%(available)s available. Deposit money in your wallet or pledge less.",
+        held=format_money(held, currency),
+        available=format_money(available, currency),
     )
 
 
@@ -316,7 +334,10 @@ def _short_of(held: int, available: int, currency: str) -> str:
 @login_required
 def withdraw(pool_id: int, pledge_id: int):
     def done(p):
-        return f"Pledge withdrawn: {format_amount(p.held_amount, p.pool.currency)} is available in your wallet again."
+        return _(
+            "Pledge withdrawn: %(amount)s is available in your wallet again.",
+            amount=format_money(p.held_amount, p.pool.currency),
+        )
 
     return _act(pool_id, lambda: services.withdraw_pledge(pool_id, pledge_id, web_member().id), done, "my-pledges")
 
@@ -330,7 +351,7 @@ def bid(pool_id: int):
     services.get_pool(pool_id)
     member = web_member()
     if not member.is_supplier:
-        flash("Only suppliers can bid on pools.", "danger")
+        flash(_("Only suppliers can bid on pools."), "danger")
         return _back(pool_id)
     form = BidForm.from_formdata(request.form)
     if not form.validate():
@@ -346,8 +367,11 @@ def bid(pool_id: int):
         flash(exc.message, "danger")
         return _back(pool_id)
     flash(
-        f"Your bid with {len(form.tiers)} price tier{'s' if len(form.tiers) != 1 else ''} is in. "
-        "You can replace it until the pool closes.",
+        ngettext(
+            "Your bid with %(num)s price tier is in. You can replace it until the pool closes.",
+            "Your bid with %(num)s price tiers is in. You can replace it until the pool closes.",
+            len(form.tiers),
+        ),
         "success",
     )
     return _back(pool_id, "bid")
@@ -357,8 +381,8 @@ def bid(pool_id: int):
 @login_required
 def deliver(pool_id: int):
     def done(pool):
-        payout = format_amount(pool.award_total - pool.award_fee, pool.currency)
-        return f"Delivery confirmed. {payout} was paid to your wallet (after the platform fee)."
+        payout = format_money(pool.award_total - pool.award_fee, pool.currency)
+        return _("Delivery confirmed. %(payout)s was paid to your wallet (after the platform fee).", payout=payout)
 
     return _act(pool_id, lambda: services.confirm_delivery(pool_id, web_member().id), done, "award")
 
@@ -371,11 +395,13 @@ def deliver(pool_id: int):
 def close(pool_id: int):
     def done(pool):
         if pool.status == "awarded":
-            return (
-                f"The pool was awarded: {pool.award_volume:,} {pool.unit} at "
-                f"{format_amount(pool.award_unit_price, pool.currency)} each."
+            return _(
+                "The pool was awarded: %(volume)s %(unit)s at %(price)s each.",
+                volume=format_number(pool.award_volume),
+                unit=pool.unit,
+                price=format_money(pool.award_unit_price, pool.currency),
             )
-        return "The pool closed without an award: no bid could clear it. Every hold was released."
+        return _("The pool closed without an award: no bid could clear it. Every hold was released.")
 
     return _act(
         pool_id, lambda: services.close_pool(pool_id, web_member().id, ip=request.remote_addr or ""), done, "award"
@@ -388,5 +414,5 @@ def cancel(pool_id: int):
     return _act(
         pool_id,
         lambda: services.cancel_pool(pool_id, web_member().id, ip=request.remote_addr or ""),
-        lambda pool: "The pool is cancelled. Every pledge's money was released or refunded.",
+        lambda pool: _("The pool is cancelled. Every pledge's money was released or refunded."),
     )

@@ -18,7 +18,9 @@
     }, true);
   }
 
-  function renumber(row, index) {
+  // The labels come from the table's data-label-<field> attributes, written by the page in the
+  // reader's language ("Tier {number} minimum volume"), so no words live in this file.
+  function renumber(row, index, table) {
     row.querySelector("th").textContent = String(index + 1);
     row.querySelectorAll(".field-error").forEach(function (node) { node.remove(); });
     row.querySelectorAll("td").forEach(function (cell) { cell.classList.remove("has-error"); });
@@ -32,7 +34,10 @@
     });
     row.querySelectorAll("label").forEach(function (label) {
       label.htmlFor = label.htmlFor.replace(/^tier-\d+-/, "tier-" + index + "-");
-      label.textContent = label.textContent.replace(/Tier \d+/, "Tier " + (index + 1));
+      var text = table.getAttribute("data-label-" + label.htmlFor.replace(/^tier-\d+-/, ""));
+      if (text) {
+        label.textContent = text.replace("{number}", String(index + 1));
+      }
     });
   }
 
@@ -53,7 +58,7 @@
       }
       event.preventDefault();
       var row = rows[rows.length - 1].cloneNode(true);
-      renumber(row, rows.length);
+      renumber(row, rows.length, table);
       body.appendChild(row);
       row.querySelector("input").focus();
       if (rows.length + 1 >= max) {
