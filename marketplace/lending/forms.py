@@ -3,7 +3,9 @@
 Amounts are typed in major units ("1,000.00", ``money.parse_user_amount``);
 rates in percent a year with up to two decimals ("7.25" -> 725 basis points,
 :func:`parse_rate_bps`). The bounds are those of the API schemas
-(``lending/schemas.py``), so both doors accept the same input.
+(``lending/schemas.py``), so both doors accept the same input. What people
+type is read the same way in every language; labels, hints and messages are
+translated (``_l`` at class level, ``_`` at request time).
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import re
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf import FlaskForm
 from wtforms import SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from ..i18n import current_locale, format_bps, format_money
 from ..money import MAX_AMOUNT, format_amount, parse_user_amount
 from ..pools.forms import storable_text
 from .schemas import GRADES, MAX_RATE_BPS, MAX_REQUEST, MIN_PART, MIN_REQUEST
@@ -23,10 +29,41 @@ from .schemas import GRADES, MAX_RATE_BPS, MAX_REQUEST, MIN_PART, MIN_REQUEST
 TERMS = (3, 6, 9, 12, 18, 24, 36, 48, 60)  # the common terms offered; the API accepts any 3..60
 DEFAULT_TERM = 12
 MAX_PURPOSE = 500
+RATE_EXAMPLE = "7.25"  # examples are in the typed format, the same in every language
 
 # "7", "7.5", "7.25", ".5", optionally followed by "%"; checked before int() sees it.
 _RATE = re.compile(r"(?P<whole>[0-9]{0,6})(?:\.(?P<cents>[0-9]{1,2}))?")
 _ZERO = re.compile(r"0+(?:\.0*)?|\.0+")
+
+# What an amount field says when its input is refused, one sentence per reason (``%`` placeholders:
+# ``example``, ``max``, ``low``, ``high``). Reasons a field cannot reach are left out.
+AMOUNT_MESSAGES = {
+    "empty": _l("Enter an amount, for example %(example)s."),
+    "number": _l("Enter the amount as a number, for example %(example)s."),
+    "positive": _l("The amount must be more than zero."),
+    "too_large": _l("The amount is too large: at most %(max)s."),
+    "low": _l("The amount must be at least %(low)s."),
+    "high": _l("The amount may be at most %(high)s."),
+}
+PART_MESSAGES = {
+    "empty": _l("Enter an amount per loan, for example %(example)s."),
+    "number": _l("Enter the amount per loan as a number, for example %(example)s."),
+    "positive": _l("The amount per loan must be more than zero."),
+    "too_large": _l("The amount per loan is too large: at most %(max)s."),
+    "low": _l("The amount per loan must be at least %(low)s."),
+    "high": _l("The amount per loan may be at most %(high)s."),
+}
+INCOME_MESSAGES = {
+    "number": _l("Enter the monthly income as a number, for example %(example)s."),
+    "positive": _l("The monthly income must be more than zero."),
+    "too_large": _l("The monthly income is too large: at most %(max)s."),
+}
+DEBT_MESSAGES = {
+    "number": _l("Enter the monthly debt as a number, for example %(example)s."),
+    "positive": _l("The monthly debt must be more than zero."),
+    "too_large": _l("The monthly debt is too large: at most %(max)s."),
+}
+CENTS_MESSAGE = _l("Use at most two decimal places (whole cents), for example %(example)s.")
 
 
 def parse_rate_bps(text: str | None, *, allow_zero: bool = False) -> int:
@@ -36,19 +73,20 @@ def parse_rate_bps(text: str | None, *, allow_zero: bool = False) -> int:
     """
     text = (text or "").strip().removesuffix("%").strip()
     if not text:
-        raise ValueError("Enter a rate in percent a year, for example 7.25.")
+        raise ValueError(_("Enter a rate in percent a year, for example %(example)s.", example=RATE_EXAMPLE))
+    not_a_number = _("Enter the rate as a number of percent, for example %(example)s.", example=RATE_EXAMPLE)
     if len(text) > 10:
-        raise ValueError("Enter the rate as a number of percent, for example 7.25.")
+        raise ValueError(not_a_number)
     match = _RATE.fullmatch(text)
     if match is None or not (match.group("whole") or match.group("cents")):
         if re.fullmatch(r"[0-9]*\.[0-9]{3,}", text):
-            raise ValueError("Use at most two decimals, for example 7.25.")
-        raise ValueError("Enter the rate as a number of percent, for example 7.25.")
+            raise ValueError(_("Use at most two decimals, for example %(example)s.", example=RATE_EXAMPLE))
+        raise ValueError(not_a_number)
     bps = int(match.group("whole") or "0") * 100 + int((match.group("cents") or "0").ljust(2, "0"))
     if bps == 0 and not allow_zero:
-        raise ValueError("The rate must be more than 0 %.")
+        raise ValueError(_("The rate must be more than 0 %."))
     if bps > MAX_RATE_BPS:
-        raise ValueError("The rate may be at most 100 %.")
+        raise ValueError(_("The rate may be at most 100 %."))
     return bps
 
 
@@ -59,8 +97,21 @@ def bps_text(bps: int) -> str:
     return f"{sign}{whole}.{cents:02d}"
 
 
+def percent_text(bps) -> str:
+    """``725`` -> ``"7.25 %"`` (English, as always) or the locale's ``"7,25 %"``; None -> ``"—"``.
+
+    Negative rates get a real minus sign.
+    """
+    if bps is None:
+        return "—"
+    sign = "\u2212" if int(bps) < 0 else ""
+    if current_locale() == "en":
+        return sign + bps_text(abs(int(bps))) + " %"
+    return sign + format_bps(abs(int(bps)))
+
+
 def amount_text(amount: int) -> str:
-    """``123456`` -> ``"1,234.56"``: an amount as the forms show it."""
+    """``123456`` -> ``"1,234.56"``: an amount as the forms show it (and read it back)."""
     return format_amount(amount)
 
 
@@ -74,29 +125,56 @@ def parse_optional_amount(text: str | None, *, what: str) -> int | None:
     return parse_user_amount(text, what=what, example="2,500.00")
 
 
+def _refusal_reason(message: str) -> str | None:
+    """Which of ``parse_user_amount``'s checks refused the input, read from its English sentence
+    (money.py is pure and untranslated); None for a sentence it does not know, which is then shown as is."""
+    if message.startswith("Enter the "):
+        return "number"
+    if message.startswith("Enter "):
+        return "empty"
+    if message.startswith("Use at most two decimal places"):
+        return "cents"
+    if message.endswith("must be more than zero."):
+        return "positive"
+    if " is too large: " in message:
+        return "too_large"
+    return None
+
+
 class AmountField(StringField):
     """An amount in major units (``1,000.00``); ``minor_units`` once validated."""
 
     minor_units: int | None = None
 
-    def __init__(self, *args, low: int = 1, high: int = MAX_AMOUNT, what: str = "amount", optional=False, **kwargs):
+    def __init__(
+        self, *args, low: int = 1, high: int = MAX_AMOUNT, what: str = "amount", messages=None, optional=False, **kwargs
+    ):
         kwargs.setdefault("render_kw", {"inputmode": "decimal", "autocomplete": "off", "maxlength": 40})
         super().__init__(*args, **kwargs)
         self.low, self.high, self.what, self.optional = low, high, what, optional
+        self.messages = messages or AMOUNT_MESSAGES
+
+    def _message(self, reason: str, **values) -> str:
+        message = CENTS_MESSAGE if reason == "cents" else self.messages.get(reason) or AMOUNT_MESSAGES[reason]
+        return str(message) % values
 
     def pre_validate(self, form) -> None:
         self.minor_units = None
+        example = "2,500.00" if self.optional else "1,000.00"
         try:
             if self.optional:
                 self.minor_units = parse_optional_amount(self.data, what=self.what)
                 return
-            amount = parse_user_amount(self.data, what=self.what, example="1,000.00")
+            amount = parse_user_amount(self.data, what=self.what, example=example)
         except ValueError as exc:
-            raise ValidationError(str(exc)) from exc
+            reason = _refusal_reason(str(exc))
+            if reason is None:
+                raise ValidationError(str(exc)) from exc
+            raise ValidationError(self._message(reason, example=example, max=format_money(MAX_AMOUNT))) from exc
         if amount < self.low:
-            raise ValidationError(f"The {self.what} must be at least {format_amount(self.low)}.")
+            raise ValidationError(self._message("low", low=format_money(self.low)))
         if amount > self.high:
-            raise ValidationError(f"The {self.what} may be at most {format_amount(self.high)}.")
+            raise ValidationError(self._message("high", high=format_money(self.high)))
         self.minor_units = amount
 
 
@@ -125,9 +203,9 @@ class CheckboxesField(SelectMultipleField):
     option_widget = CheckboxInput()
 
     def pre_validate(self, form) -> None:
-        known = {str(value) for value, _ in self.choices}
+        known = {str(value) for value, _label in self.choices}
         if any(str(value) not in known for value in self.data or ()):
-            raise ValidationError("Choose from the listed options.")
+            raise ValidationError(_("Choose from the listed options."))
 
 
 def _strip(value):
@@ -141,53 +219,63 @@ def _currency_choices(field: SelectField) -> None:
         field.data = codes[0]
 
 
+def months_text(months: int) -> str:
+    """``12`` -> ``"12 months"``."""
+    return ngettext("%(num)d month", "%(num)d months", months)
+
+
 def _term_choices() -> list[tuple[str, str]]:
-    return [
-        (
-            str(months),
-            f"{months} months" + (f" ({months // 12} year{'s' if months > 12 else ''})" if months % 12 == 0 else ""),
-        )
-        for months in TERMS
-    ]
+    choices = []
+    for months in TERMS:
+        label = months_text(months)
+        if months % 12 == 0:
+            years = ngettext("%(num)d year", "%(num)d years", months // 12)
+            label = _("%(months)s (%(years)s)", months=label, years=years)
+        choices.append((str(months), label))
+    return choices
 
 
 class BorrowForm(FlaskForm):
-    amount = AmountField(
-        "Amount",
-        low=MIN_REQUEST,
-        high=MAX_REQUEST,
-        description=f"How much you want to borrow: {format_amount(MIN_REQUEST)} to {format_amount(MAX_REQUEST)}.",
-    )
-    currency = SelectField("Currency", validators=[InputRequired("Choose a currency.")])
+    amount = AmountField(_l("Amount"), low=MIN_REQUEST, high=MAX_REQUEST)
+    currency = SelectField(_l("Currency"), validators=[InputRequired(_l("Choose a currency."))])
     term_months = SelectField(
-        "Term", description="Months to repay it in, one installment a month.", validators=[InputRequired()]
+        _l("Term"), description=_l("Months to repay it in, one installment a month."), validators=[InputRequired()]
     )
     max_rate = RateField(
-        "Maximum interest rate (% a year)",
-        description="The most interest you will pay, e.g. 7.25. Each lender lends at its own rate, never above this.",
+        _l("Maximum interest rate (% a year)"),
+        description=_l(
+            "The most interest you will pay, e.g. 7.25. Each lender lends at its own rate, never above this."
+        ),
     )
     purpose = TextAreaField(
-        "Purpose",
+        _l("Purpose"),
         filters=[_strip],
-        description="What the loan is for; lenders and other members can read it.",
-        validators=[Length(max=MAX_PURPOSE, message=f"Use at most {MAX_PURPOSE} characters."), storable_text],
+        description=_l("What the loan is for; lenders and other members can read it."),
+        validators=[Length(max=MAX_PURPOSE, message=_l("Use at most %(max)d characters.")), storable_text],
         render_kw={"maxlength": MAX_PURPOSE, "rows": 3},
     )
     monthly_income = AmountField(
-        "Monthly income (optional)",
+        _l("Monthly income (optional)"),
         what="monthly income",
+        messages=INCOME_MESSAGES,
         optional=True,
-        description="Net income a month. Used only for your risk grade; leave empty if you prefer.",
+        description=_l("Net income a month. Used only for your risk grade; leave empty if you prefer."),
     )
     monthly_debt = AmountField(
-        "Other monthly debt payments (optional)",
+        _l("Other monthly debt payments (optional)"),
         what="monthly debt",
+        messages=DEBT_MESSAGES,
         optional=True,
-        description="What other loans and cards cost you a month, outside this marketplace.",
+        description=_l("What other loans and cards cost you a month, outside this marketplace."),
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.amount.description = _(
+            "How much you want to borrow: %(low)s to %(high)s.",
+            low=format_money(MIN_REQUEST),
+            high=format_money(MAX_REQUEST),
+        )
         _currency_choices(self.currency)
         self.term_months.choices = _term_choices()
         if not self.term_months.data:
@@ -196,30 +284,29 @@ class BorrowForm(FlaskForm):
 
 class OfferForm(FlaskForm):
     amount = AmountField(
-        "Amount to lend",
-        description="Held from your wallet now; lent out part by part as loans match.",
+        _l("Amount to lend"),
+        description=_l("Held from your wallet now; lent out part by part as loans match."),
     )
-    currency = SelectField("Currency", validators=[InputRequired("Choose a currency.")])
+    currency = SelectField(_l("Currency"), validators=[InputRequired(_l("Choose a currency."))])
     min_rate = RateField(
-        "Minimum interest rate (% a year)",
+        _l("Minimum interest rate (% a year)"),
         allow_zero=True,
-        description="You lend only to requests that accept at least this rate, e.g. 6.50.",
+        description=_l("You lend only to requests that accept at least this rate, e.g. 6.50."),
     )
-    max_part = AmountField(
-        "Most per loan",
-        what="amount per loan",
-        low=MIN_PART,
-        description=f"Spread the risk: at most this much goes into any one loan (at least {format_amount(MIN_PART)}).",
-    )
-    terms = CheckboxesField("Terms you fund", description="Leave all unticked to fund every term.")
+    max_part = AmountField(_l("Most per loan"), what="amount per loan", messages=PART_MESSAGES, low=MIN_PART)
+    terms = CheckboxesField(_l("Terms you fund"), description=_l("Leave all unticked to fund every term."))
     grades = CheckboxesField(
-        "Risk grades you fund", description="A is the lowest risk, E the highest. None ticked: all."
+        _l("Risk grades you fund"), description=_l("A is the lowest risk, E the highest. None ticked: all.")
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.max_part.description = _(
+            "Spread the risk: at most this much goes into any one loan (at least %(low)s).",
+            low=format_money(MIN_PART),
+        )
         _currency_choices(self.currency)
-        self.terms.choices = [(str(months), f"{months} months") for months in TERMS]
+        self.terms.choices = [(str(months), months_text(months)) for months in TERMS]
         self.grades.choices = [(grade, grade) for grade in GRADES]
 
     @property
@@ -232,4 +319,4 @@ class OfferForm(FlaskForm):
 
 
 class RepayForm(FlaskForm):
-    amount = AmountField("Amount to pay", description="Paid from your wallet: the oldest installment first.")
+    amount = AmountField(_l("Amount to pay"), description=_l("Paid from your wallet: the oldest installment first."))

@@ -7,43 +7,42 @@ for members (not suppliers or operators), a loan's page for its borrower, its
 lenders and operators, the loan book for operators.
 
 The borrow page's live preview (monthly payment, total interest, fee, APR,
-risk grade) is computed by :func:`compute_preview`, for the JSON endpoint
-``GET /borrow/preview`` that ``static/js/lending.js`` calls and for the
-"Preview" button that works without JavaScript.
+risk grade) lives in ``preview.py``: the JSON endpoint ``GET /borrow/preview``
+that ``static/js/lending.js`` calls, and the "Preview" button that works
+without JavaScript. Every sentence shown is translated (Flask-Babel); amounts,
+rates and dates follow the reader's locale, English exactly as before.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from babel.dates import format_skeleton
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 from markupsafe import Markup
-from werkzeug.datastructures import MultiDict
 
 from ..accounts.auth import web_member
 from ..clock import now
 from ..conversation import services as conversation
-from ..errors import DomainError, Forbidden, InsufficientFunds, NotFound, NotVerified, ValidationFailed, json_error
+from ..errors import DomainError, Forbidden, InsufficientFunds, NotFound, NotVerified, ValidationFailed
 from ..extensions import limiter
-from ..money import fee as fee_of
-from ..money import format_amount
+from ..i18n import current_locale, format_day, format_money
 from ..pools.forms import CommentForm
-from ..templating import Page, page_from_request
+from ..templating import Page, page_from_request, when
 from ..wallet import services as wallet
-from . import amortization, chart, loans, market, portfolio, repayments
-from .forms import BorrowForm, OfferForm, RepayForm, amount_text, bps_text
+from . import chart, loans, market, portfolio, repayments
+from .forms import BorrowForm, OfferForm, RepayForm, amount_text, percent_text
+from .preview import compute_preview, form_values, preview_json, preview_summary
 
 bp = Blueprint("lending", __name__)
 
 PER_PAGE = 20
 COMMENTS_PER_PAGE = 50
-REQUEST_TABS = (("open", "Open"), ("funded", "Funded"), ("expired", "Expired"), ("cancelled", "Cancelled"))
-TOO_FAST = (
-    "You are commenting faster than the marketplace allows. Please wait a minute, then post again "
-    "— your text is kept below."
-)
+REQUEST_STATUSES = ("open", "funded", "expired", "cancelled")  # the request book's tabs (named in the template)
 # Service field names -> form field names.
 FIELD_NAMES = {"max_rate_bps": "max_rate", "min_rate_bps": "min_rate"}
 
@@ -51,13 +50,7 @@ FIELD_NAMES = {"max_rate_bps": "max_rate", "min_rate_bps": "min_rate"}
 # ---------------------------------------------------------------- filters and helpers
 
 
-@bp.app_template_filter("percent_bps")
-def percent_bps(bps) -> str:
-    """``725`` -> ``"7.25 %"``; None -> ``"—"``; a real minus sign for negative rates."""
-    if bps is None:
-        return "—"
-    text = bps_text(abs(int(bps)))
-    return ("\u2212" if int(bps) < 0 else "") + text + " %"
+bp.add_app_template_filter(percent_text, "percent_bps")  # "7.25 %" (English) or the locale's form
 
 
 @bp.app_template_filter("time_left")
@@ -65,17 +58,35 @@ def time_left(deadline: datetime) -> str:
     """``"expires in 13 days 4 hours"``; once past, the scheduler expires it shortly."""
     seconds = int((deadline - now()).total_seconds())
     if seconds <= 0:
-        return "funding window over, expiring shortly"
+        return _("funding window over, expiring shortly")
     days, rest = divmod(seconds, 86400)
     hours, minutes = rest // 3600, (rest % 3600) // 60
-    parts = []
+    units = []
     if days:
-        parts.append(f"{days} day{'s' if days != 1 else ''}")
+        units.append(ngettext("%(num)d day", "%(num)d days", days))
     if hours:
-        parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
+        units.append(ngettext("%(num)d hour", "%(num)d hours", hours))
     if not days and minutes:
-        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
-    return "expires in " + (" ".join(parts) if parts else "less than a minute")
+        units.append(ngettext("%(num)d minute", "%(num)d minutes", minutes))
+    if not units:
+        return _("expires in less than a minute")
+    if len(units) == 1:
+        return _("expires in %(duration)s", duration=units[0])
+    return _("expires in %(first)s %(second)s", first=units[0], second=units[1])
+
+
+@bp.app_template_filter("due_day")
+def due_day(day: date) -> str:
+    """An installment's date: ``2027-04-01`` in English (as always), the locale's medium date otherwise."""
+    return day.isoformat() if current_locale() == "en" else format_day(day)
+
+
+@bp.app_template_filter("flow_month")
+def flow_month(month: str) -> str:
+    """A cash-flow month ``"2027-03"``: as is in English, ``"mar 2027"`` … otherwise."""
+    if current_locale() == "en":
+        return month
+    return format_skeleton("yMMM", date(int(month[:4]), int(month[5:7]), 1), locale=current_locale())
 
 
 @bp.app_template_filter("funded_percent")
@@ -108,18 +119,33 @@ def _place_errors(form, exc: DomainError, problems: list[str]) -> None:
 
 
 def _short_of(needed: int, available: int, currency: str, what: str) -> str:
-    return (
-        f"Not enough money available: {what} needs {format_amount(needed, currency)} but you have "
-        f"{format_amount(available, currency)} available. Deposit money in your wallet or use a smaller amount."
+    """Not enough money for ``what``: ``"offer"``, ``"payment"`` or ``"payoff"``."""
+    amounts = {"needed": format_money(needed, currency), "available": format_money(available, currency)}
+    if what == "offer":
+        return _(
+            "Not enough money available: this offer needs %(needed)s but you have %(available)s available. "
+            "Deposit money in your wallet or use a smaller amount.",
+            **amounts,
+        )
+    if what == "payment":
+        return _(
+            "Not enough money available: this payment needs %(needed)s but you have %(available)s available. "
+            "Deposit money in your wallet or use a smaller amount.",
+            **amounts,
+        )
+    return _(
+        "Not enough money available: paying off the loan needs %(needed)s but you have %(available)s available. "
+        "Deposit money in your wallet or use a smaller amount.",
+        **amounts,
     )
 
 
 def _refusal(member) -> str | None:
     """Why ``member`` may not borrow or lend here (None: a member, who may)."""
     if member.is_supplier:
-        return "Suppliers cannot borrow or lend here; person-to-person lending is between members."
+        return _("Suppliers cannot borrow or lend here; person-to-person lending is between members.")
     if member.is_operator:
-        return "Operators run the marketplace and cannot borrow or lend in it; use a member account for that."
+        return _("Operators run the marketplace and cannot borrow or lend in it; use a member account for that.")
     return None
 
 
@@ -129,107 +155,20 @@ def _lender_labels(parts, viewer_id: int) -> dict[int, str]:
     for part in parts:
         if part.lender_id not in labels:
             if part.lender_id == viewer_id:
-                labels[part.lender_id] = "You"
+                labels[part.lender_id] = _("You")
             else:
-                labels[part.lender_id] = f"Lender {sum(1 for v in labels.values() if v != 'You') + 1}"
+                others = sum(1 for lender_id in labels if lender_id != viewer_id)
+                labels[part.lender_id] = _("Lender %(number)s", number=others + 1)
     return labels
 
 
-# ---------------------------------------------------------------- borrowing: the preview
-
-
-def compute_preview(member_id: int, *, amount, currency, term_months, max_rate_bps, monthly_income, monthly_debt):
-    """One-part loan at the maximum rate: payment, interest, fee, APR, and the member's risk grade."""
-    _, rows = amortization.loan_schedule([(amount, max_rate_bps)], term_months)
-    fee = fee_of(amount, current_app.config["ORIGINATION_FEE_BPS"])
-    payments = [row.total for row in rows]
-    try:
-        apr = amortization.apr_bps(amount - fee, payments)
-    except ValueError:
-        apr = None
-    grade = market.assess(
-        member_id,
-        amount=amount,
-        term_months=term_months,
-        max_rate_bps=max_rate_bps,
-        monthly_income=monthly_income,
-        monthly_debt=monthly_debt or 0,
-    )
-    return {
-        "amount": amount,
-        "currency": currency,
-        "term_months": term_months,
-        "max_rate_bps": max_rate_bps,
-        "monthly_payment": amortization.monthly_payment(amount, max_rate_bps, term_months),
-        "last_payment": payments[-1],
-        "total_interest": sum(row.interest for row in rows),
-        "total_repaid": sum(payments),
-        "fee": fee,
-        "fee_bps": current_app.config["ORIGINATION_FEE_BPS"],
-        "net_disbursed": amount - fee,
-        "apr_bps": apr,
-        "grade": {
-            "letter": grade.letter,
-            "score": grade.score,
-            "reasons": [{"factor": r.factor, "points": r.points, "text": r.text} for r in grade.reasons],
-        },
-    }
-
-
-def preview_summary(preview: dict) -> str:
-    cur = preview["currency"]
-    return (
-        f"At most {format_amount(preview['monthly_payment'], cur)} a month for {preview['term_months']} months, "
-        f"{format_amount(preview['total_interest'], cur)} interest in total at {percent_bps(preview['max_rate_bps'])}; "
-        f"APR {percent_bps(preview['apr_bps'])}; risk grade {preview['grade']['letter']}."
-    )
-
-
-def _form_values(form: BorrowForm) -> dict:
-    return {
-        "amount": form.amount.minor_units,
-        "currency": form.currency.data,
-        "term_months": int(form.term_months.data),
-        "max_rate_bps": form.max_rate.bps,
-        "monthly_income": form.monthly_income.minor_units,
-        "monthly_debt": form.monthly_debt.minor_units or 0,
-    }
-
-
-def _preview_args() -> tuple[MultiDict, str]:
-    """The query as the borrow form's fields; ``max_rate_bps=725`` is accepted for ``max_rate=7.25``."""
-    args = MultiDict((key, value) for key, value in request.args.items(multi=True) if key != "csrf_token")
-    rate_name = "max_rate"
-    if "max_rate" not in args and "max_rate_bps" in args:
-        rate_name = "max_rate_bps"
-        raw = args.pop("max_rate_bps").strip()
-        args["max_rate"] = bps_text(int(raw)) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else raw
-    args.setdefault("currency", current_app.config["CURRENCIES"][0])
-    return args, rate_name
+# ---------------------------------------------------------------- borrowing
 
 
 @bp.get("/borrow/preview")
 def borrow_preview():
-    """JSON for the borrow page's live preview; 401/422 JSON bodies, never a redirect."""
-    if not current_user.is_authenticated:
-        return json_error(401, "Sign in to preview a loan.", "unauthorized")
-    args, rate_name = _preview_args()
-    form = BorrowForm(formdata=args, meta={"csrf": False})
-    if not form.validate():
-        errors = {(rate_name if name == "max_rate" else name): list(messages) for name, messages in form.errors.items()}
-        first = next(iter(errors.values()))[0]
-        return json_error(422, first, "validation_error", errors)
-    preview = compute_preview(web_member().id, **_form_values(form))
-    return jsonify(
-        {
-            **preview,
-            "summary": preview_summary(preview),
-            "html": render_template("lending/_preview.html", preview=preview),
-        }
-    )
-
-
-# ---------------------------------------------------------------- borrowing: the form
+    """JSON for the borrow page's live preview (``preview.py``); 401/422 JSON bodies, never a redirect."""
+    return preview_json()
 
 
 def _render_borrow(form, *, preview=None, problems=(), refusal=None, status=200):
@@ -250,12 +189,17 @@ def _render_borrow(form, *, preview=None, problems=(), refusal=None, status=200)
 def _funded_message(loan_request) -> str:
     loan = loans.get_loan(loan_request.loan_id)
     cur = loan.currency
-    lenders = len({part.lender_id for part in loan.parts})
-    return (
-        f"Your loan is funded: {format_amount(loan.amount, cur)} from {lenders} lender{'s' if lenders != 1 else ''} "
-        f"at {percent_bps(loan.rate_bps)} on average (APR {percent_bps(loan.apr_bps)}). "
-        f"{format_amount(loan.amount - loan.fee, cur)} was paid into your wallet after the "
-        f"{format_amount(loan.fee, cur)} origination fee."
+    return ngettext(
+        "Your loan is funded: %(amount)s from %(num)d lender at %(rate)s on average (APR %(apr)s). "
+        "%(net)s was paid into your wallet after the %(fee)s origination fee.",
+        "Your loan is funded: %(amount)s from %(num)d lenders at %(rate)s on average (APR %(apr)s). "
+        "%(net)s was paid into your wallet after the %(fee)s origination fee.",
+        len({part.lender_id for part in loan.parts}),
+        amount=format_money(loan.amount, cur),
+        rate=percent_text(loan.rate_bps),
+        apr=percent_text(loan.apr_bps),
+        net=format_money(loan.amount - loan.fee, cur),
+        fee=format_money(loan.fee, cur),
     )
 
 
@@ -269,7 +213,7 @@ def borrow():
     form = BorrowForm()
     if request.method == "GET" or not form.validate_on_submit():
         return _render_borrow(form, status=422 if form.is_submitted() else 200)
-    values = _form_values(form)
+    values = form_values(form)
     preview = compute_preview(member.id, **values)
     if request.form.get("action") == "preview":
         return _render_borrow(form, preview=preview)
@@ -288,9 +232,13 @@ def borrow():
         return redirect(url_for("lending.loan_detail", loan_id=loan_request.loan_id))
     cur = loan_request.currency
     flash(
-        f"Your loan request for {format_amount(loan_request.amount, cur)} is open: "
-        f"{format_amount(loan_request.funded_amount, cur)} is offered so far. Lenders' offers match it "
-        f"automatically until {loan_request.expires_at:%Y-%m-%d %H:%M} UTC.",
+        _(
+            "Your loan request for %(amount)s is open: %(funded)s is offered so far. Lenders' offers match it "
+            "automatically until %(until)s.",
+            amount=format_money(loan_request.amount, cur),
+            funded=format_money(loan_request.funded_amount, cur),
+            until=when(loan_request.expires_at),
+        ),
         "success",
     )
     return redirect(url_for("lending.request_detail", request_id=loan_request.id))
@@ -303,12 +251,12 @@ def borrow():
 @login_required
 def requests():
     status = request.args.get("status", "open")
-    if status not in dict(REQUEST_TABS):
+    if status not in REQUEST_STATUSES:
         status = "open"
-    _, total = market.list_requests(status=status, offset=0, limit=1)
+    _rows, total = market.list_requests(status=status, offset=0, limit=1)
     page = page_from_request(total, PER_PAGE)
     rows, total = market.list_requests(status=status, offset=page.offset, limit=page.per_page)
-    return render_template("lending/requests.html", rows=rows, status=status, tabs=REQUEST_TABS, page=page)
+    return render_template("lending/requests.html", rows=rows, status=status, tabs=REQUEST_STATUSES, page=page)
 
 
 def _comment_page(request_id: int) -> Page:
@@ -362,8 +310,11 @@ def cancel_request(request_id: int):
         flash(exc.message, "danger")
     else:
         flash(
-            f"Your loan request for {format_amount(loan_request.amount, loan_request.currency)} is cancelled; "
-            "nothing was lent and every offered part went back to its lender.",
+            _(
+                "Your loan request for %(amount)s is cancelled; "
+                "nothing was lent and every offered part went back to its lender.",
+                amount=format_money(loan_request.amount, loan_request.currency),
+            ),
             "success",
         )
     return redirect(url_for("lending.request_detail", request_id=request_id))
@@ -380,10 +331,14 @@ def _member_key() -> str:
 def too_many_requests(exc):
     """A comment sent too fast: the request page again, the text kept, the reason next to it."""
     request_id = (request.view_args or {}).get("request_id")
+    too_fast = _(
+        "You are commenting faster than the marketplace allows. Please wait a minute, then post again "
+        "— your text is kept below."
+    )
     if request.endpoint != "lending.add_comment" or request_id is None or not current_user.is_authenticated:
-        return render_template("conversation/too_fast.html", message=TOO_FAST), 429
+        return render_template("conversation/too_fast.html", message=too_fast), 429
     form = CommentForm(meta={"csrf": False})
-    form.body.errors = [TOO_FAST]
+    form.body.errors = [too_fast]
     response = current_app.make_response(render_request(request_id, comment_form=form, status=429))
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
@@ -408,7 +363,7 @@ def add_comment(request_id: int):
     except DomainError as exc:
         flash(exc.message, "danger")
         return redirect(url_for("lending.request_detail", request_id=request_id, _anchor="discussion"))
-    flash("Your comment is posted.", "success")
+    flash(_("Your comment is posted."), "success")
     return redirect(url_for("lending.request_detail", request_id=request_id, _anchor=f"comment-{comment.id}"))
 
 
@@ -419,9 +374,9 @@ def _render_lend(form, *, problems=(), refusal=None, status=200):
     member = web_member()
     offers, page = [], None
     if refusal is None:
-        _, total = market.list_offers(member.id, offset=0, limit=1)
+        _offers, total = market.list_offers(member.id, offset=0, limit=1)
         page = page_from_request(total, PER_PAGE)
-        offers, _ = market.list_offers(member.id, offset=page.offset, limit=page.per_page)
+        offers, _total = market.list_offers(member.id, offset=page.offset, limit=page.per_page)
     return render_template(
         "lending/lend.html",
         form=form,
@@ -456,7 +411,7 @@ def lend():
             grades=form.grade_values,
         )
     except InsufficientFunds as exc:
-        _add_errors(form.amount, [_short_of(amount, _available(member.id, currency), currency, "this offer")])
+        _add_errors(form.amount, [_short_of(amount, _available(member.id, currency), currency, "offer")])
         return _render_lend(form, status=exc.status)
     except ValidationFailed as exc:
         _place_errors(form, exc, problems)
@@ -464,12 +419,23 @@ def lend():
     except DomainError as exc:
         return _render_lend(form, problems=[exc.message], status=exc.status)
     lent = offer.amount - offer.remaining
-    message = (
-        f"Your offer of {format_amount(offer.amount, currency)} at {percent_bps(offer.min_rate_bps)} or more is "
-        "posted; the money is held in your wallet until it is lent out or you cancel."
-    )
+    amounts = {
+        "amount": format_money(offer.amount, currency),
+        "rate": percent_text(offer.min_rate_bps),
+        "lent": format_money(lent, currency),
+    }
     if lent:
-        message += f" {format_amount(lent, currency)} was matched with open loan requests at once."
+        message = _(
+            "Your offer of %(amount)s at %(rate)s or more is posted; the money is held in your wallet until it "
+            "is lent out or you cancel. %(lent)s was matched with open loan requests at once.",
+            **amounts,
+        )
+    else:
+        message = _(
+            "Your offer of %(amount)s at %(rate)s or more is posted; the money is held in your wallet until it "
+            "is lent out or you cancel.",
+            **amounts,
+        )
     flash(message, "success")
     return redirect(url_for("lending.lend", _anchor="my-offers"))
 
@@ -480,7 +446,7 @@ def cancel_offer(offer_id: int):
     member = web_member()
     offer = market.get_offer(offer_id)
     if offer.lender_id != member.id:
-        raise Forbidden("Only the lender can cancel its offer.")
+        raise Forbidden(_("Only the lender can cancel its offer."))
     released, currency = offer.remaining, offer.currency
     try:
         market.cancel_offer(offer_id, member.id)
@@ -488,8 +454,11 @@ def cancel_offer(offer_id: int):
         flash(exc.message, "danger")
     else:
         flash(
-            f"Offer cancelled: {format_amount(released, currency)} not yet lent is available in your wallet again. "
-            "Parts already in loans keep running.",
+            _(
+                "Offer cancelled: %(amount)s not yet lent is available in your wallet again. "
+                "Parts already in loans keep running.",
+                amount=format_money(released, currency),
+            ),
             "success",
         )
     return redirect(url_for("lending.lend", _anchor="my-offers"))
@@ -506,7 +475,7 @@ def my_loans():
     if refusal is not None:
         return render_template("lending/loans.html", refusal=refusal, loans=[], requests=[]), 403
     rows = [(loan, loans.next_installment(loan)) for loan in loans.loans_of_borrower(member.id)]
-    open_requests, _ = market.list_requests(borrower_id=member.id, offset=0, limit=50)
+    open_requests, _total = market.list_requests(borrower_id=member.id, offset=0, limit=50)
     return render_template(
         "lending/loans.html",
         refusal=None,
@@ -555,7 +524,7 @@ def repay(loan_id: int):
     member = web_member()
     loan = loans.loan_for(loan_id, member.id)
     if loan.borrower_id != member.id:
-        raise Forbidden("Only the borrower repays a loan.")
+        raise Forbidden(_("Only the borrower repays a loan."))
     form = RepayForm()
     if not form.validate_on_submit():
         return render_loan(loan_id, repay_form=form, status=422)
@@ -563,7 +532,7 @@ def repay(loan_id: int):
     try:
         repayment = repayments.repay(loan_id, member.id, amount)
     except InsufficientFunds as exc:
-        _add_errors(form.amount, [_short_of(amount, _available(member.id, currency), currency, "this payment")])
+        _add_errors(form.amount, [_short_of(amount, _available(member.id, currency), currency, "payment")])
         return render_loan(loan_id, repay_form=form, status=exc.status)
     except ValidationFailed as exc:
         _add_errors(form.amount, [exc.message])
@@ -574,9 +543,13 @@ def repay(loan_id: int):
         flash(exc.message, "danger")
         return redirect(url_for("lending.loan_detail", loan_id=loan_id))
     flash(
-        f"Thank you: you paid {format_amount(repayment.amount, currency)} "
-        f"({format_amount(repayment.interest, currency)} interest, {format_amount(repayment.principal, currency)} "
-        "principal), shared among your lenders.",
+        _(
+            "Thank you: you paid %(amount)s (%(interest)s interest, %(principal)s principal), "
+            "shared among your lenders.",
+            amount=format_money(repayment.amount, currency),
+            interest=format_money(repayment.interest, currency),
+            principal=format_money(repayment.principal, currency),
+        ),
         "success",
     )
     return redirect(url_for("lending.loan_detail", loan_id=loan_id, _anchor="schedule"))
@@ -588,22 +561,26 @@ def payoff(loan_id: int):
     member = web_member()
     loan = loans.loan_for(loan_id, member.id)
     if loan.borrower_id != member.id:
-        raise Forbidden("Only the borrower pays off a loan.")
+        raise Forbidden(_("Only the borrower pays off a loan."))
     currency = loan.currency
     try:
         repayment = repayments.payoff(loan_id, member.id)
     except InsufficientFunds:
         quote = repayments.payoff_quote(loans.get_loan(loan_id))
-        flash(_short_of(quote["amount"], _available(member.id, currency), currency, "paying off the loan"), "danger")
+        flash(_short_of(quote["amount"], _available(member.id, currency), currency, "payoff"), "danger")
     except (NotFound, Forbidden):
         raise
     except DomainError as exc:
         flash(exc.message, "danger")
     else:
         flash(
-            f"Your loan is paid off: {format_amount(repayment.amount, currency)} "
-            f"({format_amount(repayment.principal, currency)} principal and "
-            f"{format_amount(repayment.interest, currency)} interest to today). Nothing more is owed.",
+            _(
+                "Your loan is paid off: %(amount)s (%(principal)s principal and %(interest)s interest to today). "
+                "Nothing more is owed.",
+                amount=format_money(repayment.amount, currency),
+                principal=format_money(repayment.principal, currency),
+                interest=format_money(repayment.interest, currency),
+            ),
             "success",
         )
     return redirect(url_for("lending.loan_detail", loan_id=loan_id))
@@ -624,7 +601,7 @@ def portfolio_page():
     figures = portfolio.portfolio(member.id, currency)
     currency = figures["currency"]
     flows = portfolio.monthly_cash_flows(member.id, currency)
-    offers, _ = market.list_offers(member.id, offset=0, limit=500)
+    offers, _total = market.list_offers(member.id, offset=0, limit=500)
     waiting = sum(o.remaining for o in offers if o.status == "open" and o.currency == currency)
     return render_template(
         "lending/portfolio.html",
@@ -633,7 +610,9 @@ def portfolio_page():
         currency=currency,
         currencies=sorted(set(figures["currencies"]) | {currency}),
         flows=flows,
-        chart_svg=Markup(chart.render_svg(flows, currency=currency)),  # every text in it escaped
+        chart_svg=Markup(  # every text in it escaped
+            chart.render_svg(flows, currency=currency, gettext=_, money=format_money, locale=current_locale())
+        ),
         waiting=waiting,
     )
 

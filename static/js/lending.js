@@ -23,6 +23,9 @@
   // The borrow page's live preview: the server computes it (GET /borrow/preview, JSON);
   // this only asks, debounced, and puts the answer in place. The summary sentence is an
   // aria-live region, so screen readers hear the new monthly payment and grade.
+  // Every sentence shown comes from the server in the reader's language: the preview's
+  // summary and HTML, and the form's data-preview-error ("…%(message)s…"),
+  // data-preview-invalid and data-preview-unavailable attributes.
   function setUpBorrowPreview() {
     var form = document.getElementById("borrow-form");
     var status = document.getElementById("preview-status");
@@ -31,6 +34,9 @@
       return;
     }
     var url = form.getAttribute("data-preview-url");
+    var errorText = form.getAttribute("data-preview-error") || "%(message)s";
+    var invalidText = form.getAttribute("data-preview-invalid") || "";
+    var unavailableText = form.getAttribute("data-preview-unavailable") || "";
     var timer = null;
     var latest = 0;
 
@@ -77,11 +83,13 @@
           body.innerHTML = result.data.html; // rendered and escaped by the server's template
           show(result.data.summary, "ok");
         } else {
-          show("Preview: " + (result.data.message || "check the form."), "error");
+          var message = result.data.message;
+          // a function, so "$&" or "$1" in the message is not a replacement pattern
+          show(message ? errorText.replace("%(message)s", function () { return message; }) : invalidText, "error");
         }
       }).catch(function () {
         if (ticket === latest) {
-          show("The preview is not available right now; use the Preview button.", "error");
+          show(unavailableText, "error");
         }
       });
     }
