@@ -10,8 +10,11 @@ The JSON API is not localized: machines get the same numbers everywhere.
 
 from __future__ import annotations
 
+import logging
+import os
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from babel.dates import format_date as _babel_date
 from babel.dates import format_datetime as _babel_datetime
@@ -49,7 +52,36 @@ def current_locale() -> str:
     return str(locale) if locale is not None else DEFAULT_LOCALE
 
 
+def compile_catalogs(directory: Path) -> list[Path]:
+    """Compile each ``<lang>/LC_MESSAGES/messages.po`` whose ``.mo`` is missing or older (returns those written).
+
+    The ``.po`` files are the source of truth in git; the binary ``.mo`` files
+    are built here on start-up (and by ``make``), so a fresh clone just works.
+    A read-only install that ships its ``.mo`` files is left alone.
+    """
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    written = []
+    for po_path in sorted(directory.glob("*/LC_MESSAGES/messages.po")):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        try:
+            with po_path.open("rb") as po_file:
+                catalog = read_po(po_file, locale=po_path.parts[-3])
+            tmp_path = mo_path.with_suffix(f".{os.getpid()}.tmp")
+            with tmp_path.open("wb") as mo_file:
+                write_mo(mo_file, catalog, use_fuzzy=False)
+            tmp_path.replace(mo_path)  # atomic: several workers may start at once
+            written.append(mo_path)
+        except OSError:
+            logging.getLogger(__name__).warning("could not compile %s; pages stay in English", po_path)
+    return written
+
+
 def init_app(app) -> None:
+    compile_catalogs(Path(app.root_path) / "translations")
     babel.init_app(app, locale_selector=select_locale, default_translation_directories="translations")
     app.jinja_env.globals["LANGUAGES"] = LANGUAGES
     app.jinja_env.globals["current_locale"] = current_locale
