@@ -81,3 +81,16 @@ def test_moments_on_pages_are_localized(app):
 
     moment = datetime(2027, 3, 4, 15, 30, tzinfo=UTC)
     assert format_moment(moment, locale="fi").endswith("UTC") and "4.3.2027" in format_moment(moment, locale="fi")
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [("es", "Iniciar sesión"), ("it", "Accedi"), ("fi", "Kirjaudu sisään")],
+)
+def test_pages_are_served_in_the_chosen_language(client, locale, expected):
+    from marketplace.i18n import babel  # noqa: F401  (catalogs compiled at start-up)
+
+    html = client.get("/login", headers={"Accept-Language": locale}).get_data(as_text=True)
+    assert f'<html lang="{locale}">' in html
+    assert expected in html
+    assert "Sign in" not in html.replace('lang="en"', "")
