@@ -87,6 +87,28 @@ def init_app(app) -> None:
     app.jinja_env.globals["current_locale"] = current_locale
 
 
+# ---------------------------------------------------------------- reading what people type
+
+
+def uses_decimal_comma(locale: str | None = None) -> bool:
+    from babel.numbers import get_decimal_symbol
+
+    return get_decimal_symbol(locale or current_locale()) == ","
+
+
+def localized_input(text: str | None) -> str | None:
+    """A number as typed on a page in the reader's language -> the dot-decimal form the parsers read.
+
+    Spanish, Finnish and Italian readers write ``1.234,56`` or ``1 234,56``; the
+    dot-decimal form (``1234.56``) is accepted in every language too.
+    """
+    if text is None or not uses_decimal_comma():
+        return text
+    from .money import normalize_decimal_comma
+
+    return normalize_decimal_comma(text)
+
+
 # ---------------------------------------------------------------- formatting (exact)
 
 

@@ -69,6 +69,25 @@ _USER_AMOUNT = re.compile(r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
 _USER_AMOUNT_MAX_LENGTH = 40
 
 
+_GROUPS_ONLY = re.compile(r"[+-]?[0-9]{1,3}(?:[. \u00a0\u202f][0-9]{3})+")
+_GROUP_MARKS = re.compile(r"[. \u00a0\u202f']")
+
+
+def normalize_decimal_comma(text: str) -> str:
+    """What a reader of a decimal-comma language types -> the dot-decimal text the parsers read.
+
+    ``"1.234,56"``, ``"1 234,56"``, ``"1234,56"`` -> ``"1234.56"``; ``"1.234"`` -> ``"1234"`` (dots
+    between groups of three digits are thousands marks: money never has three decimals);
+    ``"7.25"`` stays as typed (a dot with one or two digits after it can only be a decimal point).
+    """
+    text = (text or "").strip()
+    if "," in text:
+        return _GROUP_MARKS.sub("", text).replace(",", ".")
+    if _GROUPS_ONLY.fullmatch(text):
+        return _GROUP_MARKS.sub("", text)
+    return text
+
+
 def parse_user_amount(text: str | None, *, what: str = "amount", example: str = "12.34") -> int:
     """What a person typed (``"1,234.50"``) -> minor units, > 0 and <= 10^12.
 

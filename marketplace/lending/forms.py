@@ -21,7 +21,7 @@ from wtforms import SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ..i18n import current_locale, format_bps, format_money
+from ..i18n import current_locale, format_bps, format_money, localized_input
 from ..money import MAX_AMOUNT, format_amount, parse_user_amount
 from ..pools.forms import storable_text
 from .schemas import GRADES, MAX_RATE_BPS, MAX_REQUEST, MIN_PART, MIN_REQUEST
@@ -71,7 +71,7 @@ def parse_rate_bps(text: str | None, *, allow_zero: bool = False) -> int:
 
     At most two decimals; more than 0 (or 0 with ``allow_zero``) and at most 100 %.
     """
-    text = (text or "").strip().removesuffix("%").strip()
+    text = (localized_input(text) or "").strip().removesuffix("%").strip()
     if not text:
         raise ValueError(_("Enter a rate in percent a year, for example %(example)s.", example=RATE_EXAMPLE))
     not_a_number = _("Enter the rate as a number of percent, for example %(example)s.", example=RATE_EXAMPLE)
@@ -117,7 +117,7 @@ def amount_text(amount: int) -> str:
 
 def parse_optional_amount(text: str | None, *, what: str) -> int | None:
     """Blank -> None, ``"0"`` -> 0, otherwise :func:`money.parse_user_amount`."""
-    text = (text or "").strip()
+    text = (localized_input(text) or "").strip()
     if not text:
         return None
     if _ZERO.fullmatch(text):
@@ -165,7 +165,7 @@ class AmountField(StringField):
             if self.optional:
                 self.minor_units = parse_optional_amount(self.data, what=self.what)
                 return
-            amount = parse_user_amount(self.data, what=self.what, example=example)
+            amount = parse_user_amount(localized_input(self.data), what=self.what, example=example)
         except ValueError as exc:
             reason = _refusal_reason(str(exc))
             if reason is None:

@@ -23,7 +23,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, ValidationEr
 from wtforms.widgets import DateTimeLocalInput
 
 from ..conversation.services import MAX_COMMENT, MAX_REVIEW
-from ..i18n import format_number
+from ..i18n import format_number, localized_input
 from ..money import format_amount, parse_user_amount
 from ..schemas import check_text
 from .schemas import MAX_VOLUME
@@ -71,7 +71,7 @@ def storable_text(form, field) -> None:
 
 def parse_whole(text: str | None, *, low: int = 1, high: int = MAX_VOLUME, what: str = "number") -> int:
     """``"120"`` -> ``120``; ValueError with a sentence for anything else."""
-    text = (text or "").strip().replace(",", "")
+    text = (localized_input(text) or "").strip().replace(",", "")
     if not text:
         raise ValueError(_whole_messages(what)[0])
     if not _WHOLE.fullmatch(text):
@@ -86,7 +86,7 @@ def parse_whole(text: str | None, *, low: int = 1, high: int = MAX_VOLUME, what:
 
 def parse_price(text: str | None) -> int:
     """``"7.50"`` -> ``750`` minor units; ValueError with a sentence for anything else."""
-    return parse_user_amount(text, what="price", example="7.50")
+    return parse_user_amount(localized_input(text), what="price", example="7.50")
 
 
 class WholeNumberField(StringField):

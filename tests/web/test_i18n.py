@@ -94,3 +94,20 @@ def test_pages_are_served_in_the_chosen_language(client, locale, expected):
     assert f'<html lang="{locale}">' in html
     assert expected in html
     assert "Sign in" not in html.replace('lang="en"', "")
+
+
+def test_numbers_typed_with_a_decimal_comma_are_understood(client):
+    from marketplace.lending import amortization
+
+    member = make_member()
+    login(client, member.email)
+    query = {"amount": "1.000,00", "term_months": "12", "max_rate": "7,25", "currency": "EUR"}
+    spanish = client.get("/borrow/preview", query_string=query, headers={"Accept-Language": "es"})
+    assert spanish.status_code == 200, spanish.get_data(as_text=True)
+    assert spanish.get_json()["monthly_payment"] == amortization.monthly_payment(100_000, 725, 12)
+    english = client.get(
+        "/borrow/preview",
+        query_string={**query, "amount": "1,000.00", "max_rate": "7.25"},
+        headers={"Accept-Language": "en"},
+    )
+    assert english.get_json()["monthly_payment"] == spanish.get_json()["monthly_payment"]
