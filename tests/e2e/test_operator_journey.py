@@ -1,6 +1,10 @@
-"""Journey 4: an operator checks the ledger, approves a member's KYC and finds it in the audit log."""
+"""Journey 4: an operator checks the ledger, approves a member's KYC, finds it in the audit log and
+exports the journal as CSV."""
 
 from __future__ import annotations
+
+import csv
+import re
 
 import pytest
 from playwright.sync_api import expect
@@ -8,14 +12,14 @@ from playwright.sync_api import expect
 from marketplace.accounts import services as accounts
 from marketplace.extensions import db
 
-from .conftest import flash_text, person, sign_in
+from .conftest import flash_text, person, sign_in, snap
 
 pytestmark = pytest.mark.e2e
 
 
-def test_operator_trial_balance_kyc_and_audit(open_page):
+def test_operator_trial_balance_kyc_audit_and_journal_csv(open_page):
     operator = person("operator", name="Oscar Operator")
-    person(funds={"EUR": 12_345, "GBP": 500})  # some ledger activity to balance
+    funded = person(funds={"EUR": 12_345, "GBP": 500})  # some ledger activity to balance
     waiting = person(verified=False, name="Ursula Unverified")
     other = person(verified=False, name="Walter Waiting")
 
@@ -36,6 +40,7 @@ def test_operator_trial_balance_kyc_and_audit(open_page):
     expect(eur.locator("td").nth(2)).to_have_text("0.00 EUR")
     expect(eur.locator("td").nth(3)).to_have_text("Balanced")
     expect(page.get_by_text("NOT balanced")).to_have_count(0)
+    snap(page, "01-trial-balance")
 
     page.get_by_role("navigation", name="Operators").get_by_role("link", name="KYC review").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("KYC review")
@@ -49,6 +54,7 @@ def test_operator_trial_balance_kyc_and_audit(open_page):
     assert f"Ursula Unverified ({waiting.email}) is now verified." in flash_text(page)
     expect(page.locator(f"#member-{waiting.id}")).to_have_count(0)  # no longer waiting
     expect(page.locator(f"#member-{other.id}")).to_be_visible()
+    snap(page, "02-kyc-approved")
 
     page.get_by_label("KYC status", exact=True).select_option("verified")
     with page.expect_navigation():
@@ -78,3 +84,32 @@ def test_operator_trial_balance_kyc_and_audit(open_page):
     cells.nth(2).get_by_role("link").click()
     expect(page.get_by_label("Action", exact=True)).to_have_value("kyc.set_status")
     expect(page.locator("table.ops-audit tbody tr")).to_have_count(1)
+    snap(page, "03-audit-log")
+
+    # The journal, and its export as CSV: one row per posting, debits equal credits per currency.
+    page.get_by_role("navigation", name="Operators").get_by_role("link", name="Journal").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Journal")
+    expect(page.locator("#journal-count")).to_have_text("2 entries match.")
+    expect(page.locator("tbody.ops-entry")).to_have_count(2)
+    snap(page, "04-journal")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Export CSV").click()
+    download = download_info.value
+    assert re.fullmatch(r"journal-\d{8}T\d{6}Z\.csv", download.suggested_filename), download.suggested_filename
+    saved = page.artifact("journal.csv")  # kept next to the screenshots
+    download.save_as(saved)
+    with saved.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["entry_id", "created_at", "kind", "memo", "account", "currency", "debit", "credit"]
+    postings = [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    assert len(postings) == 4, postings  # two deposits, two postings each
+    for currency, amount in (("EUR", 12_345), ("GBP", 500)):
+        mine = [p for p in postings if p["currency"] == currency]
+        assert sum(int(p["debit"]) for p in mine) == sum(int(p["credit"]) for p in mine) == amount, mine
+    assert any(p["account"] == f"member:{funded.id}:wallet:EUR" for p in postings), postings
+
+    # The export itself is audited.
+    page.get_by_role("navigation", name="Operators").get_by_role("link", name="Audit log").click()
+    newest = page.locator("table.ops-audit tbody tr").first.locator("td")
+    expect(newest.nth(2)).to_have_text("ledger.export_csv")
+    snap(page, "05-audit-export")

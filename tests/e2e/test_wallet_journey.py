@@ -11,7 +11,7 @@ from marketplace.accounts import services as accounts
 from marketplace.extensions import db
 from tests.helpers import wallet_of
 
-from .conftest import flash_text, sign_in, sign_out
+from .conftest import flash_text, sign_in, sign_out, snap
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +32,7 @@ def test_sign_up_sign_in_deposit_and_withdraw(page):
     with page.expect_navigation():
         page.get_by_role("button", name="Create account").click()
     assert "Welcome, Wanda Wallet! Your account is ready." in flash_text(page)
+    snap(page, "01-signed-up")
 
     member = accounts.find_by_email(EMAIL)
     assert member is not None and member.role == "member" and member.kyc_status == "unverified"
@@ -55,6 +56,7 @@ def test_sign_up_sign_in_deposit_and_withdraw(page):
     expect(page.locator("#balance-EUR")).to_have_text("250.00 EUR")
     expect(page.locator("#held-EUR")).to_have_text("0.00 EUR")
     expect(page.locator("#available-EUR")).to_have_text("250.00 EUR")
+    snap(page, "02-deposited")
 
     history = page.locator("section[aria-labelledby='history-title'] tbody tr")
     expect(history).to_have_count(1)
@@ -73,6 +75,7 @@ def test_sign_up_sign_in_deposit_and_withdraw(page):
     expect(withdraw.get_by_label("Amount")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#balance-EUR")).to_have_text("250.00 EUR")
     expect(history).to_have_count(1)
+    snap(page, "03-withdrawal-refused")
 
     # A withdrawal within the available money goes through and is listed newest first.
     withdraw.get_by_label("Amount").fill("40.50")
@@ -85,5 +88,6 @@ def test_sign_up_sign_in_deposit_and_withdraw(page):
     expect(newest.nth(3)).to_have_text("\u221240.50 EUR")
     expect(newest.nth(4)).to_have_text("209.50 EUR")
     expect(history.nth(1).locator("td").nth(4)).to_have_text("250.00 EUR")
+    snap(page, "04-withdrawn")
 
     assert wallet_of(member_id, "EUR") == {"currency": "EUR", "balance": 20950, "held": 0, "available": 20950}
