@@ -24,6 +24,32 @@
     });
   }
 
+  // A table wider than the screen scrolls sideways inside its .table-wrap: make
+  // that box reachable by keyboard and name it after the table's caption, so a
+  // keyboard or screen-reader user can scroll it too (WCAG 2.1.1).
+  function setUpScrollableTables() {
+    var boxes = document.querySelectorAll(".table-wrap");
+    function update() {
+      boxes.forEach(function (box) {
+        var scrolls = box.scrollWidth > box.clientWidth + 1;
+        if (scrolls && !box.hasAttribute("tabindex")) {
+          var caption = box.querySelector("caption");
+          box.setAttribute("tabindex", "0");
+          box.setAttribute("role", "region");
+          box.setAttribute("aria-label", caption ? caption.textContent.trim() : (document.title || "Table"));
+          box.setAttribute("data-made-scrollable", "");
+        } else if (!scrolls && box.hasAttribute("data-made-scrollable")) {
+          box.removeAttribute("tabindex");
+          box.removeAttribute("role");
+          box.removeAttribute("aria-label");
+          box.removeAttribute("data-made-scrollable");
+        }
+      });
+    }
+    update();
+    window.addEventListener("resize", update);
+  }
+
   // <form data-submit-once>: a double click does not send the form twice.
   function setUpSubmitOnce() {
     document.querySelectorAll("form[data-submit-once]").forEach(function (form) {
@@ -41,5 +67,6 @@
   document.addEventListener("DOMContentLoaded", function () {
     setUpCopyButtons();
     setUpSubmitOnce();
+    setUpScrollableTables();
   });
 })();

@@ -535,3 +535,36 @@ def test_dark_mode_colour_contrast_on_every_page(site):
         for page_id, violations in found.items():
             report.write(f"== dark mode: {page_id}\n{describe_violations(violations)}\n")
     assert found == {}, "\n".join(f"{page_id}:\n{describe_violations(v)}" for page_id, v in found.items())
+
+
+PHONE_PAGES = ("pool-closed", "wallet", "portfolio", "loan-as-borrower", "ops-journal", "ops-trial-balance", "api-docs")
+
+
+def test_on_a_phone_wide_tables_scroll_by_keyboard_and_axe_stays_clean(site):
+    """At 375 px, tables wider than the screen scroll inside a box that the keyboard can reach (app.js)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    found = {}
+    sizes = {role: tab.viewport_size for role, tab in site["tabs"].items()}
+    try:
+        for tab in site["tabs"].values():
+            tab.set_viewport_size({"width": 375, "height": 740})
+        for page_id in PHONE_PAGES:
+            tab = visit(site, page_id)
+            tab.wait_for_load_state("load")
+            results = axe.run(tab, options={"resultTypes": ["violations"]}).response
+            serious = [v for v in results["violations"] if v.get("impact") in ("serious", "critical")]
+            if serious:
+                found[page_id] = serious
+            overflowing = tab.evaluate(
+                "() => [...document.querySelectorAll('.table-wrap')]"
+                ".filter(b => b.scrollWidth > b.clientWidth + 1)"
+                ".filter(b => b.getAttribute('tabindex') !== '0' || !b.getAttribute('aria-label')).length"
+            )
+            assert overflowing == 0, f"{page_id}: a scrolling table box is not keyboard-reachable"
+    finally:
+        for role, tab in site["tabs"].items():
+            if sizes[role]:
+                tab.set_viewport_size(sizes[role])
+    assert found == {}, "\n".join(f"{page_id}:\n{describe_violations(v)}" for page_id, v in found.items())
