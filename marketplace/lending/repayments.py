@@ -111,14 +111,17 @@ def _plan(loan: Loan, amount: int, kind: str) -> Payment:
         up_to = row.number
         if covered >= amount:
             break
-    rows = _unpaid_part_rows(loan.id, up_to)
+    return _allocate(Payment(loan.id, loan.borrower_id, loan.currency, kind, amount), _unpaid_part_rows(loan.id, up_to))
+
+
+def _allocate(payment: Payment, rows) -> Payment:
+    """Fill ``payment`` from the loan's unpaid part rows (oldest first): the pure rule decides the split."""
     by_row = {(part_id, number): row_id for row_id, part_id, number, *_ in rows}
     dues = [
         amortization.PartDue(part_id=part_id, number=number, interest_owed=i - pi, principal_owed=p - pp)
         for _, part_id, number, p, i, pp, pi in rows
     ]
-    payment = Payment(loan.id, loan.borrower_id, loan.currency, kind, amount)
-    for a in amortization.allocate_payment(amount, dues):
+    for a in amortization.allocate_payment(payment.amount, dues):
         payment.row_paid[by_row[(a.part_id, a.number)]] = [a.interest, a.principal]
         totals = payment.by_part.setdefault(a.part_id, [0, 0])
         totals[0] += a.interest
@@ -198,8 +201,9 @@ def _account_ids(codes: set[str]) -> dict[str, int]:
     return found
 
 
-def _apply(payments: list[Payment]) -> list[Repayment]:
-    """Post the payments (one batch) and record them on the schedule rows, parts and loans."""
+def _apply(payments: list[Payment], moment: datetime | None = None, *, load: bool = True) -> list[Repayment]:
+    """Post the payments (one batch) and record them, dated ``moment``, on the schedule rows, parts and loans."""
+    moment = moment or now()
     payments = [p for p in payments if p.amount > 0]
     if not payments:
         return []
@@ -234,14 +238,16 @@ def _apply(payments: list[Payment]) -> list[Repayment]:
         memo = f"Loan {p.loan_id}: {p.kind} of {format_amount(p.amount, p.currency)}"
         entries.append(NewEntry(f"loan_{p.kind}", [(a, v) for a, v in postings.items() if v], memo=memo))
     entry_ids = post_entries(entries)
-    _record(payments, entry_ids, part_info)
+    _record(payments, entry_ids, part_info, moment)
+    if not load:
+        return []
     return list(
         db.session.execute(select(Repayment).where(Repayment.entry_id.in_(entry_ids)).order_by(Repayment.id)).scalars()
     )
 
 
-def _record(payments: list[Payment], entry_ids: list[int], part_info: dict) -> None:
-    moment, on = now(), today()
+def _record(payments: list[Payment], entry_ids: list[int], part_info: dict, moment: datetime) -> None:
+    on = moment.date()
     # Schedule rows of the parts.
     row_ids = sorted({row_id for p in payments for row_id in p.row_paid})
     current = (
@@ -432,36 +438,105 @@ def payoff(loan_id: int, member_id: int) -> Repayment:
 
 
 def collect_due(moment: datetime) -> dict:
-    """Scheduler: collect every installment due by ``moment`` from borrowers' wallets (partly when short)."""
+    """Scheduler: collect every installment due by ``moment`` from borrowers' wallets (partly when short).
+
+    Loans are taken in chunks, each one transaction: the loan rows are locked,
+    then every account the chunk's payments touch (borrowers' and lenders'
+    wallets, claims, receivables) in ascending id order, as the ledger always
+    does; what each borrower can pay is read from its locked wallet; the
+    split is planned for the whole chunk from a few set-based reads, and the
+    payments are posted as one batch.
+    """
     on = moment.date()
     loan_ids = list(_loans_with_dues(on).keys())
     report = {"loans": 0, "collected": 0, "short": 0}
     for start in range(0, len(loan_ids), COLLECT_CHUNK):
         with transaction():
-            loans = _lock_loans(loan_ids[start : start + COLLECT_CHUNK])
-            chunk = _loans_with_dues(on, list(loans)).items()  # again, under the locks
-            wallets = {loan.id: ledger.wallet_account(loan.borrower_id, loan.currency).id for loan in loans.values()}
-            balances = ledger.lock_balances(set(wallets.values()))
-            available = {account_id: b.balance - b.held for account_id, b in balances.items()}
-            payments = []
-            for loan_id, due in chunk:
-                loan = loans.get(loan_id)
-                if loan is None or loan.status != "active":
-                    continue
-                wallet = wallets[loan_id]
-                amount = min(int(due), max(0, available[wallet]))
-                if amount < int(due):
-                    report["short"] += 1
-                if amount <= 0:
-                    continue
-                available[wallet] -= amount
-                payments.append(_plan(loan, amount, "collection"))
-            _apply(payments)
+            payments, short = _collect_chunk(loan_ids[start : start + COLLECT_CHUNK], on)
+            _apply(payments, moment, load=False)
             report["loans"] += len(payments)
             report["collected"] += sum(p.amount for p in payments)
+            report["short"] += short
     report["late"] = _mark_late(on)
     report["defaulted"] = _default_overdue(on, moment)
     return report
+
+
+def _collect_chunk(loan_ids: list[int], on: date) -> tuple[list[Payment], int]:
+    loans = db.session.execute(
+        select(_loans.c.id, _loans.c.borrower_id, _loans.c.currency)
+        .where(_loans.c.id.in_(loan_ids), _loans.c.status == "active")
+        .order_by(_loans.c.id)
+        .with_for_update()
+    ).all()
+    dues = _loans_with_dues(on, [loan.id for loan in loans])  # again, under the locks
+    loans = [loan for loan in loans if dues.get(loan.id, 0) > 0]
+    if not loans:
+        return [], 0
+    ids = [loan.id for loan in loans]
+    parts = db.session.execute(
+        select(_parts.c.id, _parts.c.loan_id, _parts.c.lender_id, _parts.c.currency).where(_parts.c.loan_id.in_(ids))
+    ).all()
+    wallet_codes = {ledger.wallet_code(loan.borrower_id, loan.currency) for loan in loans}
+    codes = wallet_codes | {f"loan:{loan.id}:receivable:{loan.currency}" for loan in loans}
+    codes |= {ledger.wallet_code(p.lender_id, p.currency) for p in parts}
+    codes |= {f"loan:{p.loan_id}:part:{p.id}:{p.currency}" for p in parts}
+    account_ids = _account_ids(codes)
+    balances = ledger.lock_balances(account_ids.values())  # every account of the chunk, ascending ids
+    available = {code: balances[account_ids[code]].available for code in wallet_codes}
+
+    amounts: dict[int, int] = {}
+    short = 0
+    for loan in loans:
+        code = ledger.wallet_code(loan.borrower_id, loan.currency)
+        amount = min(dues[loan.id], max(0, available[code]))
+        short += amount < dues[loan.id]
+        if amount > 0:
+            available[code] -= amount
+            amounts[loan.id] = amount
+    if not amounts:
+        return [], short
+    rows_by_loan = _unpaid_rows_due(list(amounts), on)
+    payments = [
+        _allocate(
+            Payment(loan.id, loan.borrower_id, loan.currency, "collection", amounts[loan.id]), rows_by_loan[loan.id]
+        )
+        for loan in loans
+        if loan.id in amounts
+    ]
+    return payments, short
+
+
+def _unpaid_rows_due(loan_ids: list[int], on: date) -> dict[int, list[tuple]]:
+    """Each loan's unpaid part rows of installments due by ``on``, oldest first (what a collection may pay)."""
+    due_numbers = (
+        select(_installments.c.loan_id, _installments.c.number)
+        .where(
+            _installments.c.loan_id.in_(loan_ids),
+            _installments.c.status.in_(("due", "late")),
+            _installments.c.due_date <= on,
+        )
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(
+            _rows.c.id,
+            _rows.c.part_id,
+            _rows.c.number,
+            _rows.c.principal,
+            _rows.c.interest,
+            _rows.c.paid_principal,
+            _rows.c.paid_interest,
+            _rows.c.loan_id,
+        )
+        .join(due_numbers, (due_numbers.c.loan_id == _rows.c.loan_id) & (due_numbers.c.number == _rows.c.number))
+        .where((_rows.c.paid_principal < _rows.c.principal) | (_rows.c.paid_interest < _rows.c.interest))
+        .order_by(_rows.c.loan_id, _rows.c.number, _rows.c.part_id)
+    ).all()
+    grouped: dict[int, list[tuple]] = defaultdict(list)
+    for row in rows:
+        grouped[row[7]].append(tuple(row[:7]))
+    return grouped
 
 
 def _loans_with_dues(on: date, loan_ids: list[int] | None = None) -> dict[int, int]:
@@ -485,7 +560,9 @@ def _mark_late(on: date) -> int:
             select(Installment.id, Loan.borrower_id, Loan.id, Loan.currency, Installment.number)
             .join(Loan, Loan.id == Installment.loan_id)
             .where(Loan.status == "active", Installment.status == "due", Installment.due_date <= on)
-            .where(Installment.principal + Installment.interest > Installment.paid_principal + Installment.paid_interest)
+            .where(
+                Installment.principal + Installment.interest > Installment.paid_principal + Installment.paid_interest
+            )
         ).all()
         if late:
             bulk_update(_installments, [{"id": row[0], "status": "late"} for row in late])
