@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test test-sqlite test-postgres bench lint format venv chromium serve clean
+.PHONY: run test test-sqlite test-postgres bench soak lint format venv chromium wrk serve clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,10 +54,26 @@ test-postgres: $(STAMP)
 	@test -n "$$TEST_DATABASE_URL" || { echo "set TEST_DATABASE_URL"; exit 2; }
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  echo "Installing Debian's wrk for the HTTP benchmark"; \
+	  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || \
+	  (sudo apt-get update -qq && sudo apt-get install -y -qq wrk) >/dev/null 2>&1 || \
+	  echo "warning: could not install wrk; the HTTP benchmark will be skipped"; }
+
 BENCH_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/bench
-bench: $(STAMP)
+bench: $(STAMP) wrk
 	@createdb -h 127.0.0.1 -U postgres bench 2>/dev/null || true
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m pytest tests/bench -s -q -p no:cacheprovider --override-ini addopts=
+
+# HTTP bank test: gunicorn (4 workers, one SIGKILLed every 5 s) under 16 clients moving money for
+# SOAK_SECONDS, then the ledger, the money and the idempotency keys are checked. Not part of `make test`
+# (which runs a short version on PostgreSQL). Its database's schema is dropped and rebuilt.
+SOAK_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/soak
+SOAK_SECONDS ?= 60
+soak: $(STAMP)
+	@createdb -h 127.0.0.1 -U postgres soak 2>/dev/null || true
+	TEST_DATABASE_URL=$(SOAK_DATABASE_URL) SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest tests/soak -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check marketplace tests

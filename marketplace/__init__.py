@@ -28,6 +28,8 @@ def create_app(config: dict | None = None) -> Flask:
     register_template_helpers(app)
     register_commands(app)
     register_health(app)
+    if app.config.get("BENCH_ROUTES"):
+        register_bench_routes(app)
     return app
 
 
@@ -39,6 +41,8 @@ def register_extensions(app: Flask) -> None:
         configure_sqlite(app)
     sqla.init_app(app)
     migrate.init_app(app, sqla, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
+    # The remember-me cookie is a year-long credential: Secure whenever the session cookie is.
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please sign in to see that page."
@@ -158,3 +162,11 @@ def register_health(app: Flask) -> None:
             except Exception:  # noqa: BLE001 - the connection may be gone too
                 sqla.session.remove()
             return jsonify(status="degraded", database="unreachable"), 503
+
+
+def register_bench_routes(app: Flask) -> None:
+    """``make bench``'s baseline: the cheapest route this app and server can serve (MARKETPLACE_BENCH_ROUTES)."""
+
+    @app.get("/bench/hello")
+    def bench_hello():
+        return "Hello, World!", 200, {"Content-Type": "text/plain; charset=utf-8"}

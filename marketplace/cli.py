@@ -1,4 +1,4 @@
-"""Flask CLI commands: create-operator, seed-demo, ledger-check, run-due."""
+"""Flask CLI commands: create-operator, seed-demo, ledger-check, run-due, reconcile-stripe."""
 
 from __future__ import annotations
 
@@ -46,6 +46,30 @@ def register(app: Flask) -> None:
         report = run()
         for name, result in report["jobs"].items():
             click.echo(f"{name}: {result}")
+
+    @app.cli.command("reconcile-stripe")
+    def reconcile_stripe() -> None:
+        """Compare the ledger with Stripe's PaymentIntents, Refunds and Payouts; exit 1 on any difference."""
+        from .payments.reconcile import reconcile_configured
+
+        try:
+            report = reconcile_configured()
+        except RuntimeError as exc:
+            click.echo(f"reconcile-stripe: {exc}", err=True)
+            sys.exit(2)
+        click.echo(
+            f"Checked {report.intents} PaymentIntent(s), {report.refunds} refund(s), {report.payouts} payout(s) at Stripe."
+        )
+        for currency, totals in sorted(report.currencies.items()):
+            click.echo(
+                f"{currency}: external:stripe balance {totals['ledger_balance']}, accounted {totals['accounted']}"
+            )
+        if report.differences:
+            for difference in report.differences:
+                click.echo(f"DIFFERENCE: {difference.line()}", err=True)
+            click.echo(f"reconcile-stripe: {len(report.differences)} difference(s)", err=True)
+            sys.exit(1)
+        click.echo("reconcile-stripe: OK, the ledger and Stripe agree")
 
     @app.cli.command("seed-demo")
     def seed_demo() -> None:

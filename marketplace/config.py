@@ -42,13 +42,16 @@ class Config:
     ENV_NAME = os.environ.get("MARKETPLACE_ENV", "development")
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or default_database_url()
     SQLALCHEMY_TRACK_MODIFICATIONS = False
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_recycle": 1800}
     SECRET_KEY = os.environ.get("SECRET_KEY") or ""
 
     PAYMENTS_PROVIDER = os.environ.get("MARKETPLACE_PAYMENTS", "sandbox")
     STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
     STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
     STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+    # The deposit page's card form: Stripe.js with the publishable key (a Stripe-compatible stand-in in tests).
+    STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
+    STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/")
 
     CURRENCIES = _currencies(os.environ.get("MARKETPLACE_CURRENCIES", "EUR,GBP,USD"))
     POOL_FEE_BPS = _int("POOL_FEE_BPS", 100)
@@ -56,6 +59,8 @@ class Config:
     LOAN_FUNDING_DAYS = _int("LOAN_FUNDING_DAYS", 14)
     DEFAULT_AFTER_DAYS = _int("DEFAULT_AFTER_DAYS", 120)
     TEST_CLOCK = _flag("MARKETPLACE_TEST_CLOCK")
+    # make bench only: a hello-world route served beside the real ones (never in production).
+    BENCH_ROUTES = _flag("MARKETPLACE_BENCH_ROUTES")
 
     # Sessions and cookies
     SESSION_COOKIE_HTTPONLY = True

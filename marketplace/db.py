@@ -8,7 +8,6 @@ wrapper around a service) join the outer one, so one request is one commit.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import UTC
 
 from sqlalchemy import BigInteger, DateTime, Integer
@@ -47,19 +46,39 @@ class UTCDateTime(TypeDecorator):
 _DEPTH_KEY = "marketplace_uow_depth"
 
 
-@contextmanager
-def transaction():
-    """Run the block in the request's one transaction; commit at the outermost."""
-    session = db.session
-    depth = session.info.get(_DEPTH_KEY, 0)
-    session.info[_DEPTH_KEY] = depth + 1
-    try:
-        yield session
-        if depth == 0:
-            session.commit()
-    except BaseException:
-        if depth == 0:
-            session.rollback()
-        raise
-    finally:
-        session.info[_DEPTH_KEY] = depth
+class _Transaction:
+    """The context manager ``transaction()`` returns (a class: it runs once per transfer, so it is lean)."""
+
+    __slots__ = ("_session", "_depth")
+
+    def __enter__(self):
+        session = db.session()  # the request's Session itself: one scoped-session lookup, not one per call
+        info = session.info
+        self._session = session
+        self._depth = depth = info.get(_DEPTH_KEY, 0)
+        info[_DEPTH_KEY] = depth + 1
+        return db.session
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        session, depth = self._session, self._depth
+        try:
+            if depth == 0:
+                if exc_type is None:
+                    session.commit()
+                else:
+                    session.rollback()
+        except BaseException:
+            if exc_type is None:  # the commit failed: roll back, then raise the commit's error
+                session.rollback()
+            raise
+        finally:
+            session.info[_DEPTH_KEY] = depth
+
+
+def transaction() -> _Transaction:
+    """Run the block in the request's one transaction; commit at the outermost.
+
+    ``with transaction() as session:`` gives the scoped session; on any
+    exception the outermost rolls back and the exception propagates.
+    """
+    return _Transaction()

@@ -31,7 +31,14 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 
 
 class Api(SmorestApi):
-    """flask-smorest's Api documenting our real error body (shared/API.md)."""
+    """flask-smorest's Api documenting our real error body (shared/API.md).
+
+    No catch-all ``default`` response: each operation lists the statuses it
+    can really answer (see apiutil.ApiBlueprint), so a client, and the API
+    fuzzer's status check, can rely on the list.
+    """
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     @property
     def ERROR_SCHEMA(self):  # noqa: N802 - flask-smorest's attribute name

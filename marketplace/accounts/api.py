@@ -15,6 +15,7 @@ bp = Blueprint("members_api", __name__, url_prefix="/api/v1", description="Membe
 @bp.post("/members")
 @bp.arguments(MemberIn)
 @bp.response(201, MemberOut)
+@bp.errors(409)
 def create_member(data):
     """Sign up a member or supplier."""
     return services.create_member(**data)
@@ -24,6 +25,7 @@ def create_member(data):
 @limiter.limit(lambda: _login_limit())
 @bp.arguments(TokenIn)
 @bp.response(201, TokenOut)
+@bp.errors(401, 429)
 def create_token(data):
     """Exchange e-mail and password for a Bearer token."""
     member = services.authenticate(data["email"], data["password"])

@@ -40,6 +40,7 @@ def pool_comments(pool_id, pagination_parameters):
 @limiter.limit(_comment_limit, key_func=_member_key, methods=["POST"])
 @bp.arguments(CommentIn)
 @bp.response(201, CommentOut)
+@bp.errors(429)
 @bp.doc(security=BEARER)
 def add_pool_comment(data, pool_id):
     """Add a plain-text comment (shown escaped; rate-limited)."""
@@ -59,6 +60,7 @@ def request_comments(request_id, pagination_parameters):
 @limiter.limit(_comment_limit, key_func=_member_key, methods=["POST"])
 @bp.arguments(CommentIn)
 @bp.response(201, CommentOut)
+@bp.errors(429)
 @bp.doc(security=BEARER)
 def add_request_comment(data, request_id):
     """Add a plain-text comment to a loan request."""
@@ -68,6 +70,7 @@ def add_request_comment(data, request_id):
 @bp.post("/pools/<int:pool_id>/reviews")
 @bp.arguments(ReviewIn)
 @bp.response(201, ReviewOut)
+@bp.errors(409)
 @bp.doc(security=BEARER)
 def review(data, pool_id):
     """Review the supplier: only members whose pledge was filled, once, after delivery."""

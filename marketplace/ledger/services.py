@@ -20,11 +20,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, insert, inspect, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+from sqlalchemy.orm.instrumentation import manager_of_class
 
 from ..clock import now
 from ..db import transaction
@@ -58,6 +58,7 @@ ACCOUNT_KINDS = {
     "escrow": "credit",  # money held for a pool or loan until settlement
     "fees": "credit",  # platform revenue
     "external": "debit",  # cash at a payment provider
+    "pending_payouts": "credit",  # withdrawn from a wallet, not yet confirmed paid out by the provider
     "loan": "debit",  # principal a borrower owes on a loan (its receivable)
     "loan_part": "credit",  # a lender's claim on one loan part: its outstanding principal
 }
@@ -125,8 +126,8 @@ def account_id_of(account: Account | int) -> int:
     """An account's id, without reloading an instance expired by a commit."""
     if isinstance(account, int):
         return account
-    identity = inspect(account).identity
-    return identity[0] if identity is not None else account.id
+    key = instance_state(account).key  # (class, primary key, token) once persistent
+    return key[1][0] if key is not None else account.id
 
 
 _LOCK_BALANCES = (
@@ -152,21 +153,38 @@ _ENTRY_COLUMNS = ("kind", "memo", "idempotency_key", "actor_id", "reverses_id", 
 _INSERT_POSTINGS = insert(postings_table)
 
 
-def _pg_fetch(connection, sql: str, params) -> list[tuple]:
+def _pg_cursor(connection, role: str):
+    """The session's DBAPI connection's cursor for ``role`` (the lock, the write), made once per connection.
+
+    Cursors live in the pool's per-connection ``info``, which SQLAlchemy
+    clears whenever the DBAPI connection is replaced; a cursor outlives
+    transactions. One per role, because the driver keeps a cursor's
+    adapters only while it runs the same statement again.
+    """
+    fairy = connection.connection
+    cursor = fairy.info.get(role)
+    if cursor is None or cursor.closed:
+        cursor = fairy.info[role] = fairy.dbapi_connection.cursor()
+    return cursor
+
+
+def _pg_fetch(connection, sql: str, params, role: str) -> list[tuple]:
     """Run driver SQL on the session's own DBAPI connection, inside its transaction.
 
     PostgreSQL's fast path: it skips SQLAlchemy's statement and result
-    machinery (a third of a transfer's CPU time); errors are wrapped in the
-    usual ``sqlalchemy.exc`` classes, and the ``transaction()`` around it
-    rolls back as for any other statement.
+    machinery (a third of a transfer's CPU time). Errors go through the
+    connection's own handler, as for any SQLAlchemy statement: they are
+    wrapped in the usual ``sqlalchemy.exc`` classes and a lost connection is
+    invalidated (with the pool's other connections of its age), so the
+    ``transaction()`` around it rolls back cleanly and the next one reconnects.
     """
-    dbapi = connection.dialect.loaded_dbapi
-    with connection.connection.dbapi_connection.cursor() as cursor:
-        try:
-            cursor.execute(sql, params, prepare=True)
-        except dbapi.Error as exc:
-            raise DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+    cursor = _pg_cursor(connection, role)
+    try:
+        cursor.execute(sql, params, prepare=True)
         return cursor.fetchall()
+    except connection.dialect.loaded_dbapi.Error as exc:
+        connection._handle_dbapi_exception(exc, sql, params, None, None)
+        raise  # not reached: the handler raises the wrapped error
 
 
 @functools.cache
@@ -181,11 +199,15 @@ def _pg_lock_sql(count: int) -> str:
 
 def lock_balances(account_ids: Iterable[int]) -> dict[int, Balance]:
     """Lock the accounts' rows (ascending id order) and return their fresh balances."""
+    return _lock_balances(db.session.connection(), account_ids)
+
+
+def _lock_balances(connection, account_ids: Iterable[int]) -> dict[int, Balance]:
+    """``lock_balances`` on the session's connection, which the caller already holds."""
     ids = sorted(set(account_ids))
-    connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         params = tuple(ids) if len(ids) <= 100 else (ids,)
-        rows = _pg_fetch(connection, _pg_lock_sql(len(ids)), params)
+        rows = _pg_fetch(connection, _pg_lock_sql(len(ids)), params, "ledger.lock")
     else:
         rows = connection.execute(_LOCK_BALANCES, {"ids": ids}).all()
     if len(rows) != len(ids):
@@ -207,6 +229,15 @@ def sync_accounts(accounts: Iterable, balances: dict[int, Balance]) -> None:
             continue
         balance = balances.get(account_id_of(account))
         if balance is not None:
+            set_committed_value(account, "balance", balance.balance)
+            set_committed_value(account, "held", balance.held)
+
+
+def _sync_posted(accounts: list, ids: list[int], balances: dict[int, Balance]) -> None:
+    """``sync_accounts`` for ``_post``, which already knows each account's id."""
+    for account, account_id in zip(accounts, ids, strict=True):
+        if not isinstance(account, int):
+            balance = balances[account_id]
             set_committed_value(account, "balance", balance.balance)
             set_committed_value(account, "held", balance.held)
 
@@ -253,21 +284,20 @@ def _pg_write_sql(postings: int, accounts: int) -> str:
 
 
 def _write_entry(
-    values: dict, pairs: list[tuple[int, int]], after: list[int], balances: dict[int, Balance]
+    connection, values: dict, pairs: list[tuple[int, int]], after: list[int], balances: dict[int, Balance]
 ) -> int | None:
     """Insert the entry and its postings, store the new balances; return the entry id.
 
     Returns None, writing nothing, if the entry's idempotency key is taken.
     On PostgreSQL this is one statement (one round trip); elsewhere three.
     """
-    connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         params = [values[name] for name in _ENTRY_COLUMNS]
         for (account_id, amount), balance_after in zip(pairs, after, strict=True):
             params += (account_id, balances[account_id].currency, amount, balance_after)
         for account_id, balance in balances.items():
             params += (account_id, balance.balance)
-        rows = _pg_fetch(connection, _pg_write_sql(len(pairs), len(balances)), params)
+        rows = _pg_fetch(connection, _pg_write_sql(len(pairs), len(balances)), params, "ledger.write")
         return rows[0][0] if rows else None
     if values["idempotency_key"] is None:
         entry_id = connection.execute(_INSERT_ENTRY, values).scalar_one()
@@ -297,14 +327,21 @@ def _write_entry(
     return entry_id
 
 
-def _attach_entry(entry_id: int, values: dict) -> JournalEntry:
-    """The new row as a persistent JournalEntry, built from what was inserted (no SELECT)."""
-    session = db.session()
-    stale = session.identity_map.get(identity_key(JournalEntry, entry_id))
+_new_entry_instance = manager_of_class(JournalEntry).new_instance
+
+
+def _attach_entry(session, entry_id: int, values: dict) -> JournalEntry:
+    """The new row as a persistent JournalEntry, built from what was inserted (no SELECT).
+
+    The instance is filled as a loaded row is (its columns straight into its
+    ``__dict__``, no constructor, no change events), then attached as persistent.
+    """
+    entry = _new_entry_instance()
+    entry.__dict__.update(values, id=entry_id)
+    make_transient_to_detached(entry)
+    stale = session.identity_map.get(instance_state(entry).key)
     if stale is not None:  # left over from a rolled-back transaction that used the same id
         session.expunge(stale)
-    entry = JournalEntry(id=entry_id, **values)
-    make_transient_to_detached(entry)
     session.add(entry)
     return entry
 
@@ -325,10 +362,12 @@ def _post(
     ``amounts`` are signed postings (> 0 debit), or with ``normal_direction``
     changes in each account's normal direction (> 0 raises its balance).
     """
-    with transaction() as session:
+    with transaction():
+        session = db.session()
         session.flush()
         ids = [account_id_of(account) for account in accounts]
-        balances = lock_balances(ids)
+        connection = session.connection()
+        balances = _lock_balances(connection, ids)
         if idempotency_key is not None:
             # Checked under the locks: a command with the same key that we waited for is seen here,
             # before its effect on the balances could make this one look like an overdraft.
@@ -354,11 +393,11 @@ def _post(
             reverses_id=reverses_id,
             created_at=now(),
         )
-        entry_id = _write_entry(values, pairs, after, balances)
+        entry_id = _write_entry(connection, values, pairs, after, balances)
         if entry_id is None:  # the same key, committed meanwhile by a command on other accounts
             return _entry_by_key(idempotency_key)
-        sync_accounts(accounts, balances)
-        return _attach_entry(entry_id, values)
+        _sync_posted(accounts, ids, balances)
+        return _attach_entry(session, entry_id, values)
 
 
 def post_entry(

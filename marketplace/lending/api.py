@@ -107,6 +107,7 @@ def get_offer(offer_id):
 
 @bp.delete("/lending-offers/<int:offer_id>")
 @bp.response(200, OfferOut)
+@bp.errors(409)
 @bp.doc(security=BEARER)
 def cancel_offer(offer_id):
     """Cancel your offer; what is not lent is released to your wallet."""

@@ -90,6 +90,7 @@ def run_due():
 @bp.put("/test-clock")
 @bp.arguments(ClockIn)
 @bp.response(200, ClockOut)
+@bp.errors(404, 409)
 @bp.doc(security=BEARER)
 def set_clock(data):
     """Tests only (MARKETPLACE_TEST_CLOCK=1): move the app's clock forward."""
@@ -102,6 +103,7 @@ def set_clock(data):
 
 @bp.get("/test-clock")
 @bp.response(200, ClockOut)
+@bp.errors(404)
 @bp.doc(security=BEARER)
 def get_clock():
     """Tests only: the app's current time."""

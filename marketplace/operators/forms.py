@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -25,19 +26,19 @@ class QueryForm(FlaskForm):
 
 class JournalFilterForm(QueryForm):
     account = StringField(
-        "Account code", validators=[Optional(), Length(max=120)], filters=[lambda v: v.strip() if v else v]
+        _l("Account code"), validators=[Optional(), Length(max=120)], filters=[lambda v: v.strip() if v else v]
     )
-    kind = SelectField("Kind", choices=[SelectChoice("", "Any kind")], default="")
-    date_from = DateField("From (YYYY-MM-DD)", validators=[Optional()], format="%Y-%m-%d")
-    date_to = DateField("To (YYYY-MM-DD, inclusive)", validators=[Optional()], format="%Y-%m-%d")
+    kind = SelectField(_l("Kind"), choices=[SelectChoice("", _l("Any kind"))], default="")
+    date_from = DateField(_l("From (YYYY-MM-DD)"), validators=[Optional()], format="%Y-%m-%d")
+    date_to = DateField(_l("To (YYYY-MM-DD, inclusive)"), validators=[Optional()], format="%Y-%m-%d")
 
     def __init__(self, formdata, kinds: list[str]):
         super().__init__(formdata=formdata)
-        self.kind.choices = [SelectChoice("", "Any kind")] + [SelectChoice(k) for k in kinds]
+        self.kind.choices = [SelectChoice("", _l("Any kind"))] + [SelectChoice(k) for k in kinds]
 
     def validate_date_to(self, field):
         if field.data and self.date_from.data and field.data < self.date_from.data:
-            raise ValidationError("'To' must not be before 'From'.")
+            raise ValidationError(_l("'To' must not be before 'From'."))
 
     def filters(self) -> dict:
         """Keyword arguments for ``ledger.queries`` (call after ``validate()``)."""
@@ -60,27 +61,45 @@ class JournalFilterForm(QueryForm):
 
 
 KYC_FILTERS = [
-    SelectChoice("unverified", "Waiting (unverified)"),
-    SelectChoice("verified", "Verified"),
-    SelectChoice("rejected", "Rejected"),
-    SelectChoice("all", "All"),
+    SelectChoice("unverified", _l("Waiting (unverified)")),
+    SelectChoice("verified", _l("Verified")),
+    SelectChoice("rejected", _l("Rejected")),
+    SelectChoice("all", _l("All")),
 ]
 
 
 class KycFilterForm(QueryForm):
-    status = SelectField("KYC status", choices=KYC_FILTERS, default="unverified")
+    status = SelectField(_l("KYC status"), choices=KYC_FILTERS, default="unverified")
 
 
 class KycDecisionForm(FlaskForm):
     """One approve / reject / reset button (the status is the button's value)."""
 
-    status = HiddenField("Status", validators=[InputRequired(), AnyOf(KYC_STATUSES, message="Unknown KYC status.")])
-    back = HiddenField("Back to", validators=[Optional(), AnyOf([choice.value for choice in KYC_FILTERS])])
+    status = HiddenField(
+        _l("Status"), validators=[InputRequired(), AnyOf(KYC_STATUSES, message=_l("Unknown KYC status."))]
+    )
+    back = HiddenField(_l("Back to"), validators=[Optional(), AnyOf([choice.value for choice in KYC_FILTERS])])
 
 
 class AuditFilterForm(QueryForm):
-    action = StringField("Action", validators=[Optional(), Length(max=60)], filters=[lambda v: v.strip() if v else v])
+    action = StringField(
+        _l("Action"), validators=[Optional(), Length(max=60)], filters=[lambda v: v.strip() if v else v]
+    )
 
 
 class RunDueForm(FlaskForm):
     """Just the CSRF token: the button runs every due job."""
+
+
+class PayoutDecisionForm(FlaskForm):
+    """Approve or reject one queued payout; a rejection may say why (the member is told)."""
+
+    reason = StringField(
+        _l("Reason (told to the member)"),
+        validators=[Optional(), Length(max=300)],
+        filters=[lambda v: v.strip() if v else v],
+    )
+
+
+class ReconcileForm(FlaskForm):
+    """Just the CSRF token: the button runs the Stripe reconciliation."""

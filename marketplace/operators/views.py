@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from ..accounts import services as accounts
@@ -122,7 +123,7 @@ def index():
 def run_due():
     form = RunDueForm()
     if not form.validate_on_submit():
-        flash("The form expired; please try again.", "danger")
+        flash(_("The form expired; please try again."), "danger")
         return redirect(url_for("operators.index"))
     report = jobs.run_due()
     record_audit_committed(current_user.id, "operations.run_due", "operations", "", report, ip=_ip())
@@ -133,14 +134,19 @@ def run_due():
 def _run_due_summary(report: dict) -> str:
     ran_at = report["ran_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     if report.get("skipped"):
-        return f"Nothing was run at {ran_at}: {report['skipped']}."
+        return _("Nothing was run at %(when)s: %(reason)s.", when=ran_at, reason=report["skipped"])
     if not report["jobs"]:
-        return f"Ran due jobs at {ran_at}: no jobs are registered."
+        return _("Ran due jobs at %(when)s: no jobs are registered.", when=ran_at)
     parts = []
     for name, result in report["jobs"].items():
-        detail = ", ".join(f"{key} {value}" for key, value in sorted(result.items())) or "nothing to do"
+        detail = ", ".join(f"{key} {value}" for key, value in sorted(result.items())) or _("nothing to do")
         parts.append(f"{name}: {detail}")
-    return f"Ran {len(report['jobs'])} due job(s) at {ran_at} — " + "; ".join(parts) + "."
+    return _(
+        "Ran %(num)s due job(s) at %(when)s — %(details)s.",
+        num=len(report["jobs"]),
+        when=ran_at,
+        details="; ".join(parts),
+    )
 
 
 # ------------------------------------------------------------------ journal
@@ -165,7 +171,7 @@ def journal():
 def entry(entry_id: int):
     found = db.session.get(JournalEntry, entry_id)
     if found is None:
-        abort(404, description=f"No journal entry {entry_id}.")
+        abort(404, description=_("No journal entry %(id)s.", id=entry_id))
     return render_template("operators/entry.html", entry=found)
 
 
@@ -250,16 +256,28 @@ def kyc():
     return render_template("operators/kyc.html", form=form, members=members, status=status, limit=KYC_LIST_LIMIT)
 
 
+def _kyc_words() -> dict:
+    return {"verified": _("verified"), "unverified": _("unverified"), "rejected": _("rejected")}
+
+
 @bp.post("/kyc/<int:member_id>")
 def kyc_decide(member_id: int):
     form = KycDecisionForm()
     back = url_for("operators.kyc", status=form.back.data or "unverified")
     if not form.validate_on_submit():
         problems = "; ".join(message for messages in form.errors.values() for message in messages)
-        flash(f"Nothing changed: {problems}", "danger")
+        flash(_("Nothing changed: %(problems)s", problems=problems), "danger")
         return redirect(back)
     member = accounts.set_kyc_status(current_user.id, member_id, form.status.data, ip=_ip())
-    flash(f"{member.display_name} ({member.email}) is now {member.kyc_status}.", "success")
+    flash(
+        _(
+            "%(name)s (%(email)s) is now %(status)s.",
+            name=member.display_name,
+            email=member.email,
+            status=_kyc_words().get(member.kyc_status, member.kyc_status),
+        ),
+        "success",
+    )
     return redirect(back)
 
 
@@ -303,3 +321,6 @@ def _audit_row(row) -> dict:
 
 def _detail_text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+from . import payments_views  # noqa: E402, F401  (the payout queue and reconciliation pages, on this blueprint)

@@ -4,7 +4,7 @@ from flask import request
 
 from ..accounts.auth import api_member
 from ..apiutil import BEARER, ApiBlueprint, page_slice
-from ..ledger.idempotency import idempotent
+from ..ledger.idempotency import idempotency_key, idempotent
 from . import services
 from .schemas import BidIn, BidOut, PledgeIn, PledgeOut, PoolIn, PoolOut, PoolQuery
 
@@ -14,6 +14,7 @@ bp = ApiBlueprint("pools_api", __name__, url_prefix="/api/v1", description="Buyi
 @bp.post("/pools")
 @bp.arguments(PoolIn)
 @bp.response(201, PoolOut)
+@bp.errors(409)
 @bp.doc(security=BEARER)
 def create_pool(data):
     """Open a buying pool (verified members and operators)."""
@@ -52,10 +53,15 @@ def get_pool(pool_id):
 @idempotent
 @bp.arguments(PledgeIn)
 @bp.response(201, PledgeOut)
+@bp.errors(402, 503)
 @bp.doc(security=BEARER)
 def pledge(data, pool_id):
-    """Pledge a quantity at a maximum unit price; holds quantity x max price."""
-    return services.place_pledge(pool_id, api_member().id, **data)
+    """Pledge a quantity at a maximum unit price; holds quantity x max price.
+
+    A card pledge is 402 ``card_declined`` if the card is refused, 503
+    ``provider_unavailable`` if the payment provider cannot be reached.
+    """
+    return services.place_pledge(pool_id, api_member().id, **data, idempotency_key=idempotency_key())
 
 
 @bp.get("/pools/<int:pool_id>/pledges")
@@ -68,6 +74,7 @@ def pool_pledges(pool_id):
 
 @bp.delete("/pools/<int:pool_id>/pledges/<int:pledge_id>")
 @bp.response(200, PledgeOut)
+@bp.errors(409)
 @bp.doc(security=BEARER)
 def withdraw(pool_id, pledge_id):
     """Withdraw one's own pledge while the pool is open; the hold is released."""
@@ -88,6 +95,7 @@ def my_pledges(pagination_parameters):
 @bp.post("/pools/<int:pool_id>/bids")
 @bp.arguments(BidIn)
 @bp.response(201, BidOut)
+@bp.errors(409)
 @bp.doc(security=BEARER)
 def bid(data, pool_id):
     """Suppliers: bid volume-tiered prices (replaces your earlier bid)."""

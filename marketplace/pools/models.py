@@ -13,6 +13,7 @@ from ..extensions import db
 
 POOL_STATUSES = ("open", "awarded", "failed", "cancelled", "delivered")
 PLEDGE_STATUSES = ("active", "withdrawn", "filled", "released")
+PLEDGE_FUNDING = ("wallet", "card")  # a hold on the wallet, or a card authorization (payments.CardAuthorization)
 BID_STATUSES = ("active", "replaced", "won", "lost", "void")
 
 
@@ -71,6 +72,7 @@ class Pledge(db.Model):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("max_unit_price > 0", name="max_unit_price_positive"),
         CheckConstraint("status IN ('active', 'withdrawn', 'filled', 'released')", name="status_known"),
+        CheckConstraint("funding IN ('wallet', 'card')", name="funding_known"),
         Index("ix_pledges_pool_status", "pool_id", "status"),
         Index("ix_pledges_member", "member_id", "id"),
     )
@@ -84,6 +86,7 @@ class Pledge(db.Model):
     charged_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[str] = mapped_column(String(10), default="active")
     hold_id: Mapped[int | None] = mapped_column(ForeignKey("holds.id"), nullable=True)
+    funding: Mapped[str] = mapped_column(String(6), default="wallet", server_default="wallet")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -1,6 +1,6 @@
 """API schemas for buying pools, pledges and bids."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..money import MAX_AMOUNT
 from ..schemas import Amount, Currency, StrictInteger, StrictSchema, Text, UTCDateTimeField
@@ -60,6 +60,33 @@ class PoolQuery(Schema):
 class PledgeIn(StrictSchema):
     quantity = Volume(required=True)
     max_unit_price = Amount(required=True)
+    funding = fields.String(
+        validate=validate.OneOf(["wallet", "card"]),
+        metadata={
+            "description": "wallet (default): hold quantity x max_unit_price of the wallet; card: authorize it on "
+            "a card instead (captured at clearing for quantity x unit_price, cancelled if released)."
+        },
+    )
+    payment_method = Text(
+        1,
+        120,
+        metadata={"description": "Card pledges: the provider's payment method id (implies funding=card)."},
+    )
+
+    @validates_schema
+    def _card_method_only_for_cards(self, data, **kwargs):
+        if data.get("payment_method") and data.get("funding") == "wallet":
+            raise ValidationError("A payment method is only for card-funded pledges.", field_name="payment_method")
+
+
+class AuthorizationOut(Schema):
+    id = fields.Integer()
+    status = fields.String()
+    amount = fields.Integer()
+    currency = fields.String()
+    authorized_at = UTCDateTimeField()
+    expires_at = UTCDateTimeField()
+    captured_amount = fields.Integer()
 
 
 class PledgeOut(Schema):
@@ -72,6 +99,18 @@ class PledgeOut(Schema):
     status = fields.String()
     charged_amount = fields.Integer()
     created_at = UTCDateTimeField()
+    funding = fields.String(metadata={"description": "wallet or card"})
+    authorization = fields.Method(
+        "_authorization", metadata={"description": "Card pledges: the card authorization now backing it (or last)."}
+    )
+
+    def _authorization(self, pledge):
+        if getattr(pledge, "funding", "wallet") != "card":
+            return None
+        from ..payments.authorizations import latest_for_pledge
+
+        auth = latest_for_pledge(pledge.id)
+        return AuthorizationOut().dump(auth) if auth is not None else None
 
 
 class TierSchema(StrictSchema):

@@ -27,6 +27,7 @@ from ..ledger.settlement import settle_holds
 from ..money import MAX_AMOUNT, fee, format_amount
 from ..notifications.services import notify, notify_many
 from ..operators.services import record_audit
+from ..payments import authorizations
 from . import engine
 from .models import Bid, BidTier, Pledge, Pool
 
@@ -205,8 +206,21 @@ def create_pool(
     return pool
 
 
-def place_pledge(pool_id: int, member_id: int, *, quantity: int, max_unit_price: int) -> Pledge:
-    """Pledge ``quantity`` at up to ``max_unit_price``; holds quantity x max price."""
+def place_pledge(
+    pool_id: int,
+    member_id: int,
+    *,
+    quantity: int,
+    max_unit_price: int,
+    funding: str | None = None,
+    payment_method: str | None = None,
+    idempotency_key: str | None = None,
+) -> Pledge:
+    """Pledge ``quantity`` at up to ``max_unit_price``; holds quantity x max price.
+
+    ``funding="card"`` (or a ``payment_method``) holds it on the member's card
+    instead of the wallet: a card authorization (payments.authorizations).
+    """
     from ..accounts.services import get_member
 
     held = quantity * max_unit_price
@@ -215,6 +229,8 @@ def place_pledge(pool_id: int, member_id: int, *, quantity: int, max_unit_price:
             "quantity x max_unit_price may not exceed 10^12 minor units.",
             errors={"quantity": ["quantity x max_unit_price exceeds 10^12"]},
         )
+    if (funding or ("card" if payment_method else "wallet")) == "card":
+        return _place_card_pledge(pool_id, member_id, quantity, max_unit_price, payment_method, idempotency_key)
     with transaction():
         member = get_member(member_id)
         if member.role == "supplier":
@@ -232,10 +248,59 @@ def place_pledge(pool_id: int, member_id: int, *, quantity: int, max_unit_price:
             charged_amount=0,
             status="active",
             hold_id=hold.id,
+            funding="wallet",
             created_at=now(),
         )
         db.session.add(pledge)
         db.session.flush()
+    return pledge
+
+
+def _place_card_pledge(pool_id, member_id, quantity, max_unit_price, payment_method, idempotency_key) -> Pledge:
+    """Authorize the card first (no locks held during the provider call), then record the pledge.
+
+    If the pledge cannot be recorded after all (the pool closed meanwhile, ...)
+    the authorization is cancelled at once; one that escapes even that (a
+    crash) is cancelled by the run-due sweep, which cancels every provider
+    hold no live authorization accounts for.
+    """
+    from ..accounts.services import get_member
+
+    held = quantity * max_unit_price
+    member = get_member(member_id)
+    if member.role == "supplier":
+        raise Forbidden("Suppliers cannot pledge to pools.")
+    _ensure_open(get_pool(pool_id))
+    authorized = authorizations.authorize(
+        member_id,
+        amount=held,
+        currency=get_pool(pool_id).currency,
+        payment_method=payment_method,
+        pool_id=pool_id,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        with transaction():
+            pool = _lock_pool(pool_id, share=True)
+            _ensure_open(pool)
+            pledge = Pledge(
+                pool_id=pool.id,
+                member_id=member_id,
+                quantity=quantity,
+                max_unit_price=max_unit_price,
+                held_amount=held,
+                charged_amount=0,
+                status="active",
+                hold_id=None,
+                funding="card",
+                created_at=now(),
+            )
+            db.session.add(pledge)
+            db.session.flush()
+            authorizations.record(pledge, pool, authorized)
+    except BaseException:
+        authorizations.release_unrecorded(authorized)
+        raise
     return pledge
 
 
@@ -254,10 +319,15 @@ def withdraw_pledge(pool_id: int, pledge_id: int, member_id: int) -> Pledge:
         _ensure_open(pool)
         if pledge.status != "active":
             raise InvalidState(f"The pledge is already {pledge.status}.")
-        ledger.release_hold(pledge.hold_id)
+        card_ids = []
+        if pledge.funding == "card":
+            card_ids = authorizations.cancel_for_pledges([pledge.id])
+        else:
+            ledger.release_hold(pledge.hold_id)
         pledge.status = "withdrawn"
         pledge.resolved_at = now()
         db.session.flush()
+    authorizations.after_commit(card_ids)
     return pledge
 
 
@@ -370,6 +440,8 @@ def close_pool(pool_id: int, actor_id: int | None = None, *, ip: str = "") -> Po
             raise PoolNotOpen(f"Pool {pool.id} is already {pool.status}.")
         if actor_id is None and now() < pool.deadline:
             raise InvalidState("The scheduler closes a pool only after its deadline.")
+        # A card pledge whose authorization cannot last until its capture moves to wallet funds, or lapses.
+        card_ids = authorizations.lapse_expired(now(), pool_id=pool.id)["ids"]
         pledges = _active_pledge_rows(pool.id)
         bids = list(db.session.execute(select(Bid).where(Bid.pool_id == pool.id, Bid.status == "active")).scalars())
         result = engine.clear(
@@ -378,7 +450,7 @@ def close_pool(pool_id: int, actor_id: int | None = None, *, ip: str = "") -> Po
             [_engine_bid(b) for b in bids],
         )
         _record_outcomes(bids, result)
-        _settle_pledges(pool, pledges, result)
+        card_ids += _settle_pledges(pool, pledges, result)
         moment = now()
         pool.closed_at = moment
         if result.awarded:
@@ -396,6 +468,7 @@ def close_pool(pool_id: int, actor_id: int | None = None, *, ip: str = "") -> Po
         if actor is not None and actor.is_operator:
             record_audit(actor_id, "pool.close", "pool", pool.id, {"status": pool.status}, ip=ip)
         db.session.flush()
+    authorizations.after_commit(card_ids)  # card captures and cancellations, once the close is committed
     return pool
 
 
@@ -419,13 +492,22 @@ class PledgeRow(NamedTuple):
     quantity: int
     max_unit_price: int
     created_at: datetime
-    hold_id: int
+    hold_id: int | None
+    funding: str
 
 
 def _active_pledge_rows(pool_id: int) -> list[PledgeRow]:
     """The pool's active pledges as plain tuples (a pool may hold 100,000 of them)."""
     rows = db.session.execute(
-        select(Pledge.id, Pledge.member_id, Pledge.quantity, Pledge.max_unit_price, Pledge.created_at, Pledge.hold_id)
+        select(
+            Pledge.id,
+            Pledge.member_id,
+            Pledge.quantity,
+            Pledge.max_unit_price,
+            Pledge.created_at,
+            Pledge.hold_id,
+            Pledge.funding,
+        )
         .where(Pledge.pool_id == pool_id, Pledge.status == "active")
         .order_by(Pledge.id)
     )
@@ -436,13 +518,25 @@ def _charge(pledge: PledgeRow, result: engine.ClearingResult) -> int:
     return pledge.quantity * result.unit_price if result.fates.get(pledge.id) == "filled" else 0
 
 
-def _settle_pledges(pool: Pool, pledges: list[PledgeRow], result: engine.ClearingResult) -> None:
-    """Capture each filled pledge's charge into escrow, release every other hold, record fates."""
+def _settle_pledges(pool: Pool, pledges: list[PledgeRow], result: engine.ClearingResult) -> list[int]:
+    """Capture each filled pledge's charge into escrow, release every other hold, record fates.
+
+    Wallet holds settle here; card pledges' authorizations are marked for
+    capture or cancellation, which the provider does after the commit (their
+    ids are returned).
+    """
     escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
-    captures = [(p.hold_id, _charge(p, result)) for p in pledges if result.fates.get(p.id) == "filled"]
-    releases = [p.hold_id for p in pledges if result.fates.get(p.id) != "filled"]
+    wallet_rows = [p for p in pledges if p.funding != "card"]
+    card_rows = [p for p in pledges if p.funding == "card"]
+    captures = [(p.hold_id, _charge(p, result)) for p in wallet_rows if result.fates.get(p.id) == "filled"]
+    releases = [p.hold_id for p in wallet_rows if result.fates.get(p.id) != "filled"]
     settle_holds(captures, releases, escrow, kind="pool_capture", memo=f"Pool {pool.id} awarded: pledge charged")
+    card_ids = authorizations.settle_pool(
+        {p.id: _charge(p, result) for p in card_rows if result.fates.get(p.id) == "filled"},
+        [p.id for p in card_rows if result.fates.get(p.id) != "filled"],
+    )
     _write_pledge_fates(pool.id, pledges, result)
+    return card_ids
 
 
 def _write_pledge_fates(pool_id: int, pledges: list[PledgeRow], result: engine.ClearingResult | None) -> None:
@@ -541,6 +635,13 @@ def confirm_delivery(pool_id: int, supplier_id: int) -> Pool:
             raise InvalidState(f"Only an awarded pool can be delivered; this one is {pool.status}.")
         if pool.award_supplier_id != supplier_id:
             raise Forbidden("Only the winning supplier confirms delivery.")
+        waiting, short = authorizations.unsettled_captures(pool.id)
+        if waiting:
+            raise InvalidState(
+                f"{waiting} card payment(s) of {format_amount(short, pool.currency)} have not reached the escrow yet; "
+                "confirm delivery once they are collected.",
+                reason="payments_pending",
+            )
         escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
         supplier_wallet = ledger.wallet_account(supplier_id, pool.currency)
         total, platform_fee = pool.award_total, pool.award_fee
@@ -593,15 +694,23 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
         pool = _lock_pool(pool_id)
         if not (actor.is_operator or actor.id == pool.organizer_id):
             raise Forbidden("Only the pool's organizer or an operator can cancel it.")
+        card_ids: list[int] = []
         if pool.status == "open":
             active = _active_pledge_rows(pool.id)
-            settle_holds([], [p.hold_id for p in active], None, kind="pool_capture", memo="")
+            settle_holds([], [p.hold_id for p in active if p.funding != "card"], None, kind="pool_capture", memo="")
+            card_ids = authorizations.cancel_for_pledges([p.id for p in active if p.funding == "card"])
             _write_pledge_fates(pool.id, active, None)
             members = {p.member_id for p in active}
         elif pool.status == "awarded" and actor.is_operator:
             filled = list(
                 db.session.execute(select(Pledge).where(Pledge.pool_id == pool.id, Pledge.status == "filled")).scalars()
             )
+            # A card pledge whose capture has not reached the escrow is not charged at all: cancel its hold.
+            card = [p.id for p in filled if p.funding == "card"]
+            captured = authorizations.captured_for_pledges(card)
+            card_ids = authorizations.cancel_for_pledges([pid for pid in card if pid not in captured])
+            uncharged = [p for p in filled if p.funding == "card" and p.id not in captured]
+            filled = [p for p in filled if p.funding != "card" or p.id in captured]
             escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
             wallets = {m: ledger.wallet_account(m, pool.currency) for m in {p.member_id for p in filled}}
             post_entries(
@@ -615,11 +724,11 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
                 for pledge in filled
             )
             moment = now()
-            for pledge in filled:
+            for pledge in filled + uncharged:
                 pledge.status = "released"
-                pledge.charged_amount = 0  # refunded in full
+                pledge.charged_amount = 0  # refunded in full (or never charged)
                 pledge.resolved_at = moment
-            members = {p.member_id for p in filled}
+            members = {p.member_id for p in filled + uncharged}
         else:
             raise InvalidState(f"A {pool.status} pool cannot be cancelled.")
         bids = list(
@@ -641,6 +750,7 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
         )
         record_audit(actor_id, "pool.cancel", "pool", pool.id, {"by": actor.role}, ip=ip)
         db.session.flush()
+    authorizations.after_commit(card_ids)
     return pool
 
 

@@ -6,10 +6,10 @@ from sqlalchemy import select
 
 from ..clock import now
 from ..db import transaction
-from ..errors import InvalidState
+from ..errors import LedgerInvariantError, NotFound
 from ..extensions import db
-from ..ledger import services as ledger
 from ..ledger.models import Account, JournalEntry, Posting
+from ..payments import customers, deposits, payouts
 from ..payments.models import Payment
 from ..payments.providers import get_provider
 
@@ -24,93 +24,101 @@ def balances(member_id: int) -> list[dict]:
     ]
 
 
-def deposit(member_id: int, amount: int, currency: str, payment_method: str | None = None) -> Payment:
-    """Collect money through the provider; credit the wallet once it succeeds."""
+def deposit(
+    member_id: int,
+    amount: int,
+    currency: str,
+    payment_method: str | None = None,
+    *,
+    idempotency_key: str | None = None,
+    card_token: str | None = None,
+) -> Payment:
+    """Collect money through the provider; credit the wallet once it succeeds.
+
+    The provider is called before anything is written (no row locks are held
+    during the call). Our ``idempotency_key`` goes to the provider, so a retry
+    after a lost answer reuses the same provider payment; the deposit row is
+    found or created by the provider's reference, so the API answer and the
+    provider's webhook credit it exactly once, whichever comes first.
+    """
     provider = get_provider()
-    result = provider.collect(amount=amount, currency=currency, member_id=member_id, payment_method=payment_method)
+    customer = customers.customer_for(member_id, provider)
+    if card_token:
+        payment_method = provider.attach_card_token(customer=customer, token=card_token)
+    key = f"marketplace-deposit-{member_id}-{idempotency_key}" if idempotency_key else None
+    result = provider.collect(
+        amount=amount,
+        currency=currency,
+        member_id=member_id,
+        payment_method=payment_method,
+        customer=customer,
+        idempotency_key=key,
+    )
     with transaction():
-        payment = Payment(
-            member_id=member_id,
-            direction="deposit",
-            amount=amount,
-            currency=currency,
-            provider=provider.name,
-            provider_ref=result.reference,
-            payment_method=(payment_method or "")[:120],
-            status="pending",
-            created_at=now(),
-        )
-        db.session.add(payment)
-        db.session.flush()
-        if result.status == "succeeded":
-            _settle_deposit(payment)
-        elif result.status == "failed":
-            payment.status = "failed"
-            payment.settled_at = now()
+        if result.reference:
+            payment = deposits.lock_or_create_deposit(
+                provider.name,
+                result.reference,
+                member_id=member_id,
+                amount=amount,
+                currency=currency,
+                payment_method=payment_method or "",
+            )
+        else:  # refused before the provider made a payment object
+            payment = Payment(
+                member_id=member_id,
+                direction="deposit",
+                amount=amount,
+                currency=currency,
+                provider=provider.name,
+                provider_ref="",
+                payment_method=(payment_method or "")[:120],
+                status="pending",
+                created_at=now(),
+            )
+            db.session.add(payment)
+            db.session.flush()
+        if payment.member_id != member_id or payment.amount != amount or payment.currency != currency:
+            raise LedgerInvariantError(f"provider payment {result.reference} belongs to another deposit")
+        deposits.apply_outcome(payment, result.status, result.message)
     return payment
 
 
-def _settle_deposit(payment: Payment) -> None:
-    wallet = ledger.wallet_account(payment.member_id, payment.currency)
-    external = ledger.external_account(payment.provider, payment.currency)
-    entry = ledger.post_entry(
-        "deposit",
-        [(external, payment.amount), (wallet, -payment.amount)],
-        memo=f"Deposit {payment.id} via {payment.provider}",
-        idempotency_key=f"payment:{payment.id}:settle",
-        actor_id=payment.member_id,
-    )
-    payment.entry_id = entry.id
-    payment.status = "succeeded"
-    payment.settled_at = now()
-
-
-def confirm_deposit(payment_id: int, succeeded: bool) -> Payment:
-    """Provider callback: settle or fail a pending deposit (exactly once)."""
+def confirm_deposit(payment_id: int, succeeded: bool, message: str = "") -> Payment:
+    """Provider callback: settle or fail a deposit (exactly once)."""
     with transaction():
-        payment = db.session.execute(select(Payment).where(Payment.id == payment_id).with_for_update()).scalar_one()
-        if payment.status != "pending":
-            return payment
-        if succeeded:
-            _settle_deposit(payment)
-        else:
-            payment.status = "failed"
-            payment.settled_at = now()
+        payment = deposits.lock_payment(payment_id)
+        if payment is None:
+            raise NotFound(f"No payment {payment_id}.")
+        deposits.apply_outcome(payment, "succeeded" if succeeded else "failed", message)
     return payment
 
 
 def withdraw(member_id: int, amount: int, currency: str) -> Payment:
-    """Debit the wallet first (so the money cannot be spent twice), then pay out."""
-    provider = get_provider()
-    with transaction():
-        wallet = ledger.wallet_account(member_id, currency)
-        external = ledger.external_account(provider.name, currency)
-        payment = Payment(
-            member_id=member_id,
-            direction="withdrawal",
-            amount=amount,
-            currency=currency,
-            provider=provider.name,
-            status="pending",
-            created_at=now(),
-        )
-        db.session.add(payment)
-        db.session.flush()
-        entry = ledger.post_entry(
-            "withdrawal",
-            [(wallet, amount), (external, -amount)],
-            memo=f"Withdrawal {payment.id} via {provider.name}",
-            idempotency_key=f"payment:{payment.id}:settle",
-            actor_id=member_id,
-        )
-        result = provider.payout(amount=amount, currency=currency, member_id=member_id)
-        if result.status == "failed":
-            raise InvalidState("The payment provider refused the payout.", reason="payout_failed")
-        payment.entry_id = entry.id
-        payment.provider_ref = result.reference
-        payment.status = result.status
-        payment.settled_at = now() if result.status == "succeeded" else None
+    """Debit the wallet at once; refund card deposits newest first, queue the rest for an operator."""
+    return payouts.withdraw(member_id, amount, currency)
+
+
+def withdrawal_parts(payment_id: int):
+    return payouts.parts_of(payment_id)
+
+
+def get_payment(member_id: int, payment_id: int) -> Payment:
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or payment.member_id != member_id:
+        raise NotFound(f"No payment {payment_id}.")
     return payment
+
+
+def recent_withdrawals(member_id: int, limit: int = 5) -> list[Payment]:
+    return list(
+        db.session.execute(
+            select(Payment)
+            .where(Payment.member_id == member_id, Payment.direction == "withdrawal")
+            .order_by(Payment.id.desc())
+            .limit(limit)
+        ).scalars()
+    )
 
 
 def transactions(member_id: int, *, limit: int | None = None, offset: int = 0, currency: str | None = None):
@@ -154,13 +162,5 @@ def count_transactions(member_id: int) -> int:
 
 
 def find_payment_by_ref(provider: str, ref: str) -> Payment | None:
-    """The payment a provider knows as ``ref`` (a Stripe PaymentIntent or Payout id), or None."""
-    if not ref:
-        return None
-    return (
-        db.session.execute(
-            select(Payment).where(Payment.provider == provider, Payment.provider_ref == ref).order_by(Payment.id)
-        )
-        .scalars()
-        .first()
-    )
+    """The payment a provider knows as ``ref`` (a Stripe PaymentIntent id), or None."""
+    return deposits.find_by_reference(provider, ref)

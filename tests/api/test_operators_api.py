@@ -52,7 +52,8 @@ def test_entries_newest_first_balanced_and_paginated(api):
     r = api.get("/api/v1/ledger/entries", token=op)
     assert r.status_code == 200, r.get_json()
     entries = r.get_json()
-    assert [e["kind"] for e in entries] == ["withdrawal", "deposit", "deposit", "deposit"]
+    # A withdrawal is two entries: wallet -> pending payouts, then (once the provider confirms) out.
+    assert [e["kind"] for e in entries] == ["refund", "withdrawal", "deposit", "deposit", "deposit"]
     ids = [e["id"] for e in entries]
     assert ids == sorted(ids, reverse=True)
     for entry in entries:
@@ -66,7 +67,7 @@ def test_entries_newest_first_balanced_and_paginated(api):
         assert len(entry["postings"]) >= 2
         assert all(total == 0 for total in sums.values()), entry
     page = json.loads(r.headers["X-Pagination"])
-    assert page["total"] == 4 and page["total_pages"] == 1
+    assert page["total"] == 5 and page["total_pages"] == 1
 
     r = api.get("/api/v1/ledger/entries", token=op, query={"page": 2, "page_size": 3})
     assert [e["id"] for e in r.get_json()] == ids[3:]
@@ -137,7 +138,7 @@ def test_trial_balance_debits_equal_credits_and_matches_wallets(api):
     for currency, totals in body["totals"].items():
         assert totals["debits"] == totals["credits"], (currency, totals)
     # Deposits credit the wallets; the payout credits the provider's cash.
-    assert body["totals"]["EUR"]["credits"] == 10_000 + 2_500 + 1_000
+    assert body["totals"]["EUR"]["credits"] == 10_000 + 2_500 + 1_000 + 1_000
     accounts = {a["code"]: a for a in body["accounts"]}
     assert accounts[_wallet_code(alice)]["balance"] == wallet_of(alice.id)["balance"] == 9_000
     assert accounts[_wallet_code(bob)]["balance"] == wallet_of(bob.id)["balance"] == 2_500

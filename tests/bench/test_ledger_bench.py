@@ -193,9 +193,10 @@ def test_ledger_transfers_per_second_beside_pgbench(bench_app):
             if pgbench.binary:
                 pgbench.drop()
 
-        pre_ping = app.config["SQLALCHEMY_ENGINE_OPTIONS"].get("pool_pre_ping")
+        options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+        pool = f"pool_pre_ping={options.get('pool_pre_ping', False)}, pool_recycle={options.get('pool_recycle', -1)}"
         print(f"\nLedger transfers per second vs pgbench -b tpcb-like (same database, {SECONDS} s each,")
-        print(f"{os.cpu_count()} CPUs, pool_pre_ping={pre_ping}, batches of {BATCH}, {WALLETS} wallets)")
+        print(f"{os.cpu_count()} CPUs, {pool}, batches of {BATCH}, {WALLETS} wallets)")
         print(
             f"{'mode':<8} {'clients':>7} {'our TPS':>10} {'pgbench TPS':>12} {'ratio':>7} {'target':>7}  met"
             "   (pgbench before / after)"

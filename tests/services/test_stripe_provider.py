@@ -1,216 +1,54 @@
 """The Stripe provider with the real ``stripe`` library against ``localstripe``.
 
-localstripe (a stateful Stripe-compatible server) runs in a subprocess on a
-free 127.0.0.1 port. Its own CLI listens on every interface and pickles its
-state to /tmp, so the fixture runs its aiohttp app bound to loopback with the
-disk store switched off. The app is the session ``app`` switched to
-``PAYMENTS_PROVIDER="stripe"`` for one test at a time.
-
-Test cards as localstripe implements them (resources.py, PaymentMethod):
-``pm_card_visa`` succeeds, ``pm_card_chargeCustomerFail`` (4000000000000341)
-is declined when charged, 4000002500003155 requires 3-D Secure, which the
-test completes through localstripe's ``_authenticate`` endpoint (what
-Stripe.js does in a browser). localstripe declines 4000000000000002
-(``pm_card_visa_chargeDeclined``) only when it is attached to a customer, not
-when charged, so it cannot stand for a declined deposit here.
+The localstripe fixture and the helpers that speak Stripe (signing events,
+3-D Secure, test cards) are in tests/stripe_fixtures.py. Deposits, webhooks,
+withdrawals, card pledges and reconciliation have their own modules
+(test_stripe_*.py, test_payouts*.py, test_reconcile*.py); this one covers
+the provider itself and the pending-deposit round trip.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import hmac
 import json
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 
 import pytest
-import stripe
 from sqlalchemy import func, select
 
 from marketplace.extensions import db
-from marketplace.ledger.models import Account, JournalEntry, Posting
 from marketplace.payments.models import Payment
-from marketplace.payments.stripe_provider import StripeProvider, deposit_status, payout_status
+from marketplace.payments.stripe_provider import StripeProvider, deposit_status, payout_status, refund_status
 from marketplace.wallet import services as wallet
 
 from ..helpers import make_member, token_for, wallet_of
+from ..stripe_helpers import (
+    WEBHOOK_SECRET,
+    WEBHOOK_URL,
+    authenticate,
+    deposit_entries,
+    external_postings,
+    free_port,
+    intent_event,
+    only_payment,
+    post_webhook,
+    running_localstripe,
+    signed,
+    stripe_client,
+    stripe_config,
+    stripe_settings,
+    three_d_secure_method,
+)
 
-WEBHOOK_SECRET = "whsec_test"
-WEBHOOK_URL = "/payments/stripe/webhook"
-THREE_D_SECURE_CARD = "4000002500003155"
-
-_LAUNCHER = """
-import sys
-from aiohttp import web
-from localstripe import resources, server
-resources.Store.dump_to_disk = lambda self: None
-web.run_app(server.app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
-"""
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    request = urllib.request.Request(url + "/v1/balance", headers={"Authorization": "Bearer sk_test_x"})
-    try:
-        with urllib.request.urlopen(request, timeout=1) as response:
-            return response.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
+pytest_plugins = ("tests.stripe_fixtures",)  # localstripe_url, stripe_app
 
 
-@contextlib.contextmanager
-def running_localstripe():
-    """Start localstripe on a free loopback port, yield its URL, stop it; skip if it cannot start."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tempfile.TemporaryFile()
-    try:
-        process = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(port)], stdout=log, stderr=log)
-    except OSError as exc:
-        log.close()
-        pytest.skip(f"localstripe could not start: {exc}")
-    try:
-        deadline = time.monotonic() + 20
-        while not _answers(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                output = log.read().decode("utf-8", "replace")[-800:]
-                pytest.skip(f"localstripe did not start on {url} (exit code {process.poll()}): {output}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def localstripe_url():
-    with running_localstripe() as url:
-        yield url
-
-
-_MISSING = object()
-
-
-@contextlib.contextmanager
-def stripe_settings(app, **settings):
-    saved = {key: app.config.get(key, _MISSING) for key in settings}
-    app.config.update(settings)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is _MISSING:
-                app.config.pop(key, None)
-            else:
-                app.config[key] = value
-
-
-def _stripe_config(url: str) -> dict:
-    return {
-        "PAYMENTS_PROVIDER": "stripe",
-        "STRIPE_API_KEY": "sk_test_x",
-        "STRIPE_API_BASE": url,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }
-
-
-@pytest.fixture
-def stripe_app(app, localstripe_url):
-    """The session app paying through localstripe for this test only."""
-    with stripe_settings(app, **_stripe_config(localstripe_url)):
-        yield app
-
-
-def stripe_client(url: str) -> stripe.StripeClient:
-    return stripe.StripeClient("sk_test_x", base_addresses={"api": url})
-
-
-def three_d_secure_method(url: str) -> str:
-    card = {"number": THREE_D_SECURE_CARD, "exp_month": 12, "exp_year": 2030, "cvc": "123"}
-    return stripe_client(url).v1.payment_methods.create(params={"type": "card", "card": card}).id
-
-
-def authenticate(url: str, intent_id: str, *, success: bool) -> dict:
-    """What Stripe.js does after the cardholder passes (or fails) 3-D Secure, in localstripe's dialect."""
-    intent = stripe_client(url).v1.payment_intents.retrieve(intent_id)
-    body = json.dumps({"key": "pk_test_x", "client_secret": intent.client_secret, "success": success}).encode()
-    request = urllib.request.Request(
-        f"{url}/v1/payment_intents/{intent_id}/_authenticate", data=body, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def intent_event(url: str, intent_id: str, event_type: str, **overrides) -> bytes:
-    """A Stripe event around the intent as localstripe now has it."""
-    intent = stripe_client(url).v1.payment_intents.retrieve(intent_id).to_dict(for_json=True)
-    intent.update(overrides)
-    event = {
-        "id": f"evt_{intent_id}_{event_type}",
-        "object": "event",
-        "type": event_type,
-        "created": int(time.time()),
-        "livemode": False,
-        "data": {"object": intent},
-    }
-    return json.dumps(event).encode()
-
-
-def signed(payload: bytes, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> dict:
-    """Stripe's scheme: t=<unix time>,v1=<hex HMAC-SHA256 over "<t>.<payload>">."""
-    t = int(time.time()) if timestamp is None else timestamp
-    digest = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
-    return {"Stripe-Signature": f"t={t},v1={digest}", "Content-Type": "application/json"}
-
-
-def post_webhook(client, payload: bytes, headers: dict):
-    return client.post(WEBHOOK_URL, data=payload, headers=headers)
-
-
-def deposit_entries() -> int:
-    return db.session.execute(select(func.count(JournalEntry.id)).where(JournalEntry.kind == "deposit")).scalar_one()
-
-
-def external_postings(currency: str = "EUR") -> list[int]:
-    """Signed amounts posted to external:stripe:<currency> (> 0 debit)."""
-    return list(
-        db.session.execute(
-            select(Posting.amount)
-            .join(Account, Posting.account_id == Account.id)
-            .where(Account.code == f"external:stripe:{currency}")
-            .order_by(Posting.id)
-        ).scalars()
-    )
-
-
-def only_payment() -> Payment:
-    db.session.expire_all()
-    return db.session.execute(select(Payment)).scalar_one()
-
-
-def deposit_via_api(api, member, amount: int, payment_method: str | None = None, currency: str = "EUR"):
+def deposit_via_api(api, member, amount: int, payment_method: str | None = None, currency: str = "EUR", **kw):
     body = {"amount": amount, "currency": currency}
     if payment_method:
         body["payment_method"] = payment_method
-    return api.post("/api/v1/wallet/deposits", token=token_for(member), json=body)
+    return api.post("/api/v1/wallet/deposits", token=token_for(member), json=body, **kw)
 
 
 # --- mapping Stripe's states (pure) -------------------------------------------------
@@ -245,6 +83,14 @@ def test_payout_status_decides_the_withdrawal(stripe_status, expected):
     assert payout_status(stripe_status) == expected
 
 
+@pytest.mark.parametrize(
+    ("stripe_status", "expected"),
+    [("succeeded", "succeeded"), ("pending", "pending"), ("requires_action", "pending"), ("failed", "failed")],
+)
+def test_refund_status_decides_a_refund_part(stripe_status, expected):
+    assert refund_status(stripe_status) == expected
+
+
 def test_provider_is_built_from_the_config_of_each_call(stripe_app, localstripe_url):
     from marketplace.payments.providers import get_provider
 
@@ -272,6 +118,9 @@ def test_card_deposit_succeeds_and_credits_the_wallet_once(stripe_app, api, clie
     intent = stripe_client(localstripe_url).v1.payment_intents.retrieve(payment.provider_ref)
     assert (intent.status, intent.amount, intent.currency) == ("succeeded", 12_345, "eur")
     assert intent.metadata["member_id"] == str(member.id)
+    from marketplace.payments.customers import stored_customer
+
+    assert intent.customer == stored_customer(member.id) != ""
 
     # Stripe also sends payment_intent.succeeded for it (maybe twice): nothing more is credited.
     payload = intent_event(localstripe_url, payment.provider_ref, "payment_intent.succeeded")
@@ -306,6 +155,7 @@ def test_declined_card_fails_the_deposit_and_credits_nothing(stripe_app, api, lo
     resp = deposit_via_api(api, member, 7_000, "pm_card_chargeCustomerFail")
     assert resp.status_code == 201, resp.get_json()
     assert resp.get_json()["status"] == "failed"
+    assert resp.get_json()["failure_message"] == "Your card was declined."
     payment = only_payment()
     assert (payment.status, payment.entry_id) == ("failed", None)
     assert payment.settled_at is not None
@@ -313,7 +163,7 @@ def test_declined_card_fails_the_deposit_and_credits_nothing(stripe_app, api, lo
     assert deposit_entries() == 0
     assert external_postings() == []
     intent = stripe_client(localstripe_url).v1.payment_intents.retrieve(payment.provider_ref)
-    assert intent.status == "requires_payment_method"
+    assert intent.status == "canceled"  # cancelled after the decline: it can never be charged later
     assert intent.last_payment_error.code == "card_declined"
 
 
@@ -328,7 +178,7 @@ def test_unknown_payment_method_is_422_and_records_nothing(stripe_app, api):
 
 def test_unreachable_stripe_is_503_and_records_nothing(stripe_app, api):
     member = make_member()
-    with stripe_settings(stripe_app, STRIPE_API_BASE=f"http://127.0.0.1:{_free_port()}"):
+    with stripe_settings(stripe_app, STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}"):
         resp = deposit_via_api(api, member, 1_000, "pm_card_visa")
     assert resp.status_code == 503
     assert resp.get_json()["reason"] == "provider_unavailable"
@@ -382,12 +232,16 @@ def test_failed_authentication_fails_the_pending_deposit(stripe_app, api, client
     resp = post_webhook(client, payload, signed(payload))
     assert resp.status_code == 200
     assert resp.get_json()["status"] == "failed"
-    # A late success for a deposit already failed is not credited (it is logged for the operators).
-    late = intent_event(localstripe_url, payment.provider_ref, "payment_intent.succeeded")
-    assert post_webhook(client, late, signed(late)).get_json()["status"] == "failed"
     assert only_payment().status == "failed"
+    assert only_payment().failure_message
     assert wallet_of(member.id)["balance"] == 0
     assert deposit_entries() == 0
+    # Should Stripe still collect it later (the cardholder retried on Stripe's page), the money is there:
+    # the deposit is credited then, once.
+    late = intent_event(localstripe_url, payment.provider_ref, "payment_intent.succeeded", status="succeeded")
+    assert post_webhook(client, late, signed(late)).get_json()["status"] == "succeeded"
+    assert wallet_of(member.id)["balance"] == 4_200
+    assert deposit_entries() == 1
 
 
 def test_bad_signatures_are_400_and_change_nothing(stripe_app, api, client, localstripe_url):
@@ -415,16 +269,30 @@ def test_bad_signatures_are_400_and_change_nothing(stripe_app, api, client, loca
     assert wallet_of(member.id)["balance"] == 4_200
 
 
-def test_webhook_for_a_deposit_not_recorded_yet_asks_stripe_to_retry(stripe_app, client):
-    ours = {"id": "pi_notyet", "object": "payment_intent", "amount": 100, "currency": "eur"}
-    ours["metadata"] = {"purpose": "wallet_deposit", "member_id": "1"}
+def test_webhook_for_a_deposit_not_recorded_yet_records_and_credits_it(stripe_app, client):
+    """A crash after Stripe charged, before our answer was recorded: the signed event alone credits the member."""
+    member = make_member()
+    ours = {"id": "pi_notyet", "object": "payment_intent", "amount": 100, "currency": "eur", "status": "succeeded"}
+    ours["metadata"] = {"purpose": "wallet_deposit", "member_id": str(member.id)}
     payload = json.dumps({"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": ours}}).encode()
-    assert post_webhook(client, payload, signed(payload)).status_code == 404
-
-    foreign = {**ours, "id": "pi_foreign", "metadata": {}}
-    payload = json.dumps({"id": "evt_2", "type": "payment_intent.succeeded", "data": {"object": foreign}}).encode()
     resp = post_webhook(client, payload, signed(payload))
-    assert (resp.status_code, resp.get_json()["handled"]) == (200, False)
+    assert resp.status_code == 200
+    assert resp.get_json()["status"] == "succeeded"
+    payment = only_payment()
+    assert (payment.member_id, payment.amount, payment.currency, payment.provider_ref) == (
+        member.id,
+        100,
+        "EUR",
+        "pi_notyet",
+    )
+    assert wallet_of(member.id)["balance"] == 100
+
+    for name, metadata in [("pi_foreign", {}), ("pi_nobody", {"purpose": "wallet_deposit", "member_id": "999999"})]:
+        foreign = {**ours, "id": name, "metadata": metadata}
+        payload = json.dumps({"id": f"evt_{name}", "type": "payment_intent.succeeded", "data": {"object": foreign}})
+        resp = post_webhook(client, payload.encode(), signed(payload.encode()))
+        assert (resp.status_code, resp.get_json()["handled"]) == (200, False)
+    assert db.session.execute(select(func.count(Payment.id))).scalar_one() == 1
 
     other = json.dumps({"id": "evt_3", "type": "customer.created", "data": {"object": {"id": "cus_1"}}}).encode()
     assert post_webhook(client, other, signed(other)).get_json() == {"received": True, "handled": False}
@@ -453,7 +321,7 @@ def test_localstripe_delivers_a_webhook_that_the_app_accepts(app, api):
 
     from ..helpers import assert_ledger_invariants
 
-    with running_localstripe() as url, stripe_settings(app, **_stripe_config(url)):
+    with running_localstripe() as url, stripe_settings(app, **stripe_config(url)):
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -487,25 +355,16 @@ def test_localstripe_delivers_a_webhook_that_the_app_accepts(app, api):
 # --- withdrawals --------------------------------------------------------------------
 
 
-def test_withdrawal_creates_a_payout_and_debits_the_wallet(stripe_app, api, localstripe_url):
+def test_withdrawal_refunds_the_card_deposit(stripe_app, api, localstripe_url):
     member = make_member(funds={"EUR": 10_000})  # deposited through localstripe
+    deposit = only_payment("deposit")
     resp = api.post("/api/v1/wallet/withdrawals", token=token_for(member), json={"amount": 2_500, "currency": "EUR"})
     assert resp.status_code == 201, resp.get_json()
-    assert resp.get_json()["status"] == "pending"  # Stripe pays out later (payout.paid)
+    body = resp.get_json()
+    assert body["status"] == "succeeded"  # localstripe refunds at once
+    assert [(p["method"], p["amount"], p["status"]) for p in body["parts"]] == [("refund", 2_500, "paid")]
     assert wallet_of(member.id)["balance"] == 7_500
     assert external_postings() == [10_000, -2_500]
-    withdrawal = db.session.execute(select(Payment).where(Payment.direction == "withdrawal")).scalar_one()
-    payout = stripe_client(localstripe_url).v1.payouts.retrieve(withdrawal.provider_ref)
-    assert (payout.amount, payout.currency, payout.status) == (2_500, "eur", "pending")
-    assert payout.metadata["member_id"] == str(member.id)
-    assert payout.metadata["purpose"] == "wallet_withdrawal"
-
-
-def test_refused_payout_rolls_the_withdrawal_back(stripe_app, api):
-    # localstripe pays out only in EUR, so a GBP payout is refused (400) as Stripe refuses one it cannot make.
-    member = make_member(funds={"GBP": 5_000})
-    resp = api.post("/api/v1/wallet/withdrawals", token=token_for(member), json={"amount": 1_000, "currency": "GBP"})
-    assert resp.status_code == 409
-    assert resp.get_json()["reason"] == "payout_failed"
-    assert wallet_of(member.id, "GBP")["balance"] == 5_000
-    assert db.session.execute(select(func.count(Payment.id)).where(Payment.direction == "withdrawal")).scalar_one() == 0
+    refunds = stripe_client(localstripe_url).v1.refunds.list(params={"limit": 100}).data
+    mine = [r for r in refunds if r.payment_intent == deposit.provider_ref]
+    assert [(r.amount, r.status, r.metadata["member_id"]) for r in mine] == [(2_500, "succeeded", str(member.id))]
