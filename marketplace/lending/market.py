@@ -154,6 +154,18 @@ def _already(column, key_column, value: int) -> dict[int, int]:
     return {key: int(total) for key, total in rows}
 
 
+def _prelock(currency: str, member_ids: set[int]) -> None:
+    """Lock the members' wallets and the fee account in one ascending statement, before any of them.
+
+    Reserving parts and disbursing touch several wallets one statement at a
+    time; taking them all first, in ascending id order like every other
+    ledger writer, is what keeps a match from deadlocking with a repayment
+    or a pool's settlement that locks some of the same wallets.
+    """
+    ids = [ledger.wallet_account(member_id, currency).id for member_id in sorted(member_ids)]
+    ledger.lock_balances([*ids, ledger.fees_account(currency).id])
+
+
 def _reserve(request: LoanRequest, offer: LendingOffer, amount: int, rate_bps: int) -> LoanPart:
     """Split ``amount`` off the offer's hold into a part of ``request``."""
     if offer.hold_id is None or amount > offer.remaining:
@@ -218,6 +230,8 @@ def _match_request(request: LoanRequest) -> None:
         last_key = (page[-1].min_rate_bps, page[-1].id)
         by_id = {offer.id: offer for offer in page}
         fills = matching.match_request(_book_request(request), [_book_offer(o) for o in page], already)
+        if fills:  # every wallet this step may touch, locked at once in ascending order
+            _prelock(request.currency, {f.lender_id for f in fills} | {request.borrower_id})
         for fill in fills:
             _reserve(request, by_id[fill.offer_id], fill.amount, fill.rate_bps)
     db.session.flush()
@@ -251,6 +265,8 @@ def _match_offer(offer: LendingOffer) -> None:
         last_id = page[-1].id
         by_id = {request.id: request for request in page}
         fills = matching.match_offer(_book_offer(offer), [_book_request(r) for r in page], already)
+        if fills:  # every wallet this step may touch, locked at once in ascending order
+            _prelock(offer.currency, {offer.lender_id} | {by_id[f.request_id].borrower_id for f in fills})
         for fill in fills:
             request = by_id[fill.request_id]
             _reserve(request, offer, fill.amount, fill.rate_bps)
@@ -334,6 +350,8 @@ def create_request(
 def _return_parts(request: LoanRequest) -> int:
     """Every reserved part back to its offer (or wallet); re-opened offers match again. Returns parts."""
     parts = [p for p in parts_of_request(request.id) if p.status == "reserved"]
+    if parts:
+        _prelock(request.currency, {p.lender_id for p in parts})
     reopened: list[LendingOffer] = []
     for part in parts:
         offer = _lock_offer(part.offer_id)
@@ -442,6 +460,7 @@ def create_offer(
         _lock_market(currency)  # before the wallet: matching locks wallets under the market lock too
         db.session.add(offer)
         db.session.flush()
+        _prelock(currency, {lender_id} | _borrowers_it_would_fund(offer))
         hold = ledger.place_hold(
             ledger.wallet_account(lender_id, currency), amount, reference=f"lending:offer:{offer.id}"
         )
@@ -449,6 +468,27 @@ def create_offer(
         db.session.flush()
         _match_offer(offer)
     return offer
+
+
+def _borrowers_it_would_fund(offer: LendingOffer) -> set[int]:
+    """Who a new offer's first match would pay out to (read only; the market is locked)."""
+    requests = list(
+        db.session.execute(
+            select(LoanRequest)
+            .where(
+                LoanRequest.status == "open",
+                LoanRequest.currency == offer.currency,
+                LoanRequest.max_rate_bps >= offer.min_rate_bps,
+                LoanRequest.borrower_id != offer.lender_id,
+                LoanRequest.expires_at > now(),
+            )
+            .order_by(LoanRequest.id)
+            .limit(BOOK_PAGE)
+        ).scalars()
+    )
+    fills = matching.match_offer(_book_offer(offer), [_book_request(r) for r in requests])
+    by_id = {r.id: r for r in requests}
+    return {by_id[f.request_id].borrower_id for f in fills}
 
 
 def cancel_offer(offer_id: int, member_id: int) -> LendingOffer:
