@@ -1,0 +1,346 @@
+"""Benchmark: HTTP throughput through gunicorn on PostgreSQL, each route beside a hello-world.
+
+Run by ``make bench`` (BENCH_DATABASE_URL must be PostgreSQL; the Makefile
+installs Debian's ``wrk`` when it is missing). The app is served by
+``gunicorn -c gunicorn.conf.py wsgi:app`` — production's settings (its
+worker count, sync workers, JSON access log), without worker recycling
+(``--max-requests 0``) — in production mode on the
+bench database, with ``MARKETPLACE_BENCH_ROUTES=1`` so that the same app also
+serves ``GET /bench/hello`` (a route that exists only with that flag). wrk
+runs with 16 connections (``wrk -t2 -c16 --latency``) for BENCH_HTTP_SECONDS
+each (default 8, after 2 s of warm-up) against:
+
+- ``GET /api/v1/pools/{id}`` (Bearer token), a pool with a supplier's bid
+  and 40 pledges of 20 members;
+- ``GET /pools/{id}``, the same pool's page, as an anonymous visitor;
+- ``POST /api/v1/pools/{id}/pledges`` (tests/bench/wrk_pledge.lua: JSON, a
+  Bearer token and a unique ``Idempotency-Key`` per request) on a pool of its
+  own, 16 members in turn pledging 1 x 1.00 each time;
+
+each right after a hello-world run of the same length, its baseline.
+Targets: API GET >= 0.5 x hello-world requests/s, pool page >= 0.3 x, p99
+latency < 100 ms for the three. It prints the figures and asserts only
+soundness, never a timing: every answer 2xx, no socket error, each pledge
+wrk sent made exactly one pledge, one idempotency record and one hold, and
+the ledger invariants hold afterwards.
+
+``BENCH_HTTP_PROFILE=1`` also profiles each route in this process (Flask's
+test client under cProfile, same database) and prints where the time goes.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import os
+import pstats
+import re
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, func, select
+
+from marketplace.extensions import db
+from tests.soak.server import Gunicorn
+
+WRK = shutil.which("wrk")
+SECONDS = int(os.environ.get("BENCH_HTTP_SECONDS", "8"))
+WARMUP = 2
+CONNECTIONS = 16
+THREADS = 2
+PLEDGE_SCRIPT = Path(__file__).with_name("wrk_pledge.lua")
+PROFILE = os.environ.get("BENCH_HTTP_PROFILE", "") not in ("", "0")
+TARGETS = {"api_get": 0.5, "pool_page": 0.3, "pledge_post": None}  # x hello-world requests/s
+P99_TARGET_MS = 100.0
+PLEDGE_PRICE = 100  # minor units; each benchmark pledge is 1 x this
+PLEDGERS = 16  # members whose tokens the POSTs take in turn
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: dict[str, int]
+    output: str
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
+    return float(number) * _UNITS_MS[unit]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    """The figures of ``wrk --latency``'s report."""
+    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    if not (done and rps and p50 and p99):
+        raise AssertionError(f"cannot read wrk's report:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    socket_errors = (
+        dict(zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=True)) if errors else {}
+    )
+    return WrkResult(
+        requests=int(done.group(1)),
+        seconds=_ms(done.group(2) + done.group(3)) / 1000,
+        rps=float(rps.group(1)),
+        p50_ms=_ms(p50.group(1)),
+        p99_ms=_ms(p99.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=socket_errors,
+        output=output,
+    )
+
+
+def run_wrk(url: str, seconds: int, *, token: str | None = None, script: Path | None = None, args=()) -> WrkResult:
+    command = [WRK, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
+    if token and script is None:
+        command += ["-H", f"Authorization: Bearer {token}"]
+    if script is not None:
+        command += ["-s", str(script)]
+    command.append(url)
+    if args:
+        command += ["--", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    assert result.returncode == 0, f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return parse_wrk(result.stdout)
+
+
+# ---------------------------------------------------------------- the data
+
+
+def _world(app) -> dict:
+    """A pool worth showing (a supplier's bid, 40 pledges) and an empty pool for the POSTs."""
+    from marketplace.pools import services as pools
+    from tests.helpers import make_member, token_for
+
+    with app.app_context():
+        deadline = datetime.now(UTC) + timedelta(days=3650)  # never due in the other benchmarks' run-due
+        organizer = make_member(funds={"EUR": 10_000_000})
+        shown = pools.create_pool(
+            organizer.id,
+            title="Bench pool: heat pumps for the street",
+            description="Forty pledges and a supplier's tiered bid, like a busy pool.",
+            unit="heat pump",
+            currency="EUR",
+            min_volume=40,
+            deadline=deadline,
+        )
+        supplier = make_member("supplier")
+        pools.place_bid(
+            shown.id,
+            supplier.id,
+            tiers=[
+                {"min_volume": 20, "unit_price": 90_000},
+                {"min_volume": 50, "unit_price": 85_000},
+                {"min_volume": 100, "unit_price": 80_000},
+            ],
+            capacity=500,
+        )
+        for n in range(20):
+            member = make_member(funds={"EUR": 1_000_000})
+            for quantity in (1, 2):
+                pools.place_pledge(shown.id, member.id, quantity=quantity, max_unit_price=95_000 - n * 100)
+        posted = pools.create_pool(
+            organizer.id,
+            title="Bench pool: pledges posted by wrk",
+            description="",
+            unit="crate",
+            currency="EUR",
+            min_volume=1,
+            deadline=deadline,
+        )
+        pledgers = [make_member(funds={"EUR": 10**9}) for _ in range(PLEDGERS)]
+        world = {
+            "shown": shown.id,
+            "posted": posted.id,
+            "token": token_for(organizer),
+            "pledgers": [p.id for p in pledgers],
+            "pledger_tokens": [token_for(p) for p in pledgers],
+        }
+        db.session.remove()
+    return world
+
+
+def _pledge_effects(app, world: dict) -> dict:
+    from marketplace.ledger.models import Hold, IdempotencyRecord
+    from marketplace.ledger.queries import reconcile
+    from marketplace.pools.models import Pledge
+    from tests.helpers import wallet_of
+
+    with app.app_context():
+        db.session.remove()
+        pledges = db.session.execute(
+            select(func.count(Pledge.id), func.count(func.distinct(Pledge.hold_id))).where(
+                Pledge.pool_id == world["posted"], Pledge.member_id.in_(world["pledgers"]), Pledge.status == "active"
+            )
+        ).one()
+        records = db.session.execute(
+            select(func.count(IdempotencyRecord.id)).where(IdempotencyRecord.member_id.in_(world["pledgers"]))
+        ).scalar_one()
+        holds = db.session.execute(
+            select(func.count(Hold.id), func.coalesce(func.sum(Hold.amount), 0)).where(
+                Hold.reference == f"pool:{world['posted']}:pledge", Hold.status == "held"
+            )
+        ).one()
+        effects = {
+            "pledges": pledges[0],
+            "distinct_holds": pledges[1],
+            "records": records,
+            "holds": holds[0],
+            "held_amount": int(holds[1]),
+            "wallet_held": sum(wallet_of(member_id)["held"] for member_id in world["pledgers"]),
+            "ledger_problems": reconcile(),
+        }
+        db.session.remove()
+    return effects
+
+
+# ---------------------------------------------------------------- profiling (BENCH_HTTP_PROFILE=1)
+
+
+def _profile(app, world: dict, requests_per_route: int = 200) -> str:
+    """Each route served in this process under cProfile: the top functions by cumulative time."""
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {world['token']}"}
+    pledge_auth = {"Authorization": f"Bearer {world['pledger_tokens'][0]}"}
+    routes = {
+        "api_get": lambda i: client.get(f"/api/v1/pools/{world['shown']}", headers=auth),
+        "pool_page": lambda i: client.get(f"/pools/{world['shown']}"),
+        "pledge_post": lambda i: client.post(
+            f"/api/v1/pools/{world['posted']}/pledges",
+            json={"quantity": 1, "max_unit_price": PLEDGE_PRICE},
+            headers={**pledge_auth, "Idempotency-Key": f"profile-{uuid.uuid4().hex}"},
+        ),
+    }
+    out = io.StringIO()
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    for name, call in routes.items():
+        for i in range(10):  # warm up caches, templates, prepared statements
+            call(i)
+        statements.clear()
+        call(0)
+        out.write(f"\n==== {name}: {len(statements)} SQL statements through SQLAlchemy in one request\n")
+        out.write("".join(f"  {' '.join(s.split())[:160]}\n" for s in statements))
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for i in range(requests_per_route):
+            response = call(i)
+            assert response.status_code < 300, response.get_data(as_text=True)[:300]
+        profiler.disable()
+        stats = pstats.Stats(profiler, stream=out)
+        out.write(f"\n==== {name}: {requests_per_route} requests in this process\n")
+        stats.sort_stats("cumulative").print_stats(25)
+        stats.sort_stats("tottime").print_stats(12)
+    event.remove(engine, "before_cursor_execute", count)
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+def test_http_throughput(bench_app):
+    if WRK is None:
+        pytest.skip("wrk is not installed (make bench installs Debian's wrk)")
+    world = _world(bench_app)
+    database_url = bench_app.config["SQLALCHEMY_DATABASE_URI"]
+    run = uuid.uuid4().hex[:12]
+    results: dict[str, tuple[WrkResult, WrkResult]] = {}
+    # Production's settings except worker recycling: every worker would reach max_requests within the same
+    # few seconds of a hello-world run and reboot at once (see the report), which is not throughput.
+    args = ["--max-requests", "0"]
+    with Gunicorn(database_url, workers=None, env={"MARKETPLACE_BENCH_ROUTES": "1"}, args=args, name="bench") as server:
+        workers = server.booted_workers()
+        base = server.url
+        hello = base + "/bench/hello"
+        run_wrk(hello, 3 * WARMUP)  # every worker has booted and warmed up
+        routes = {
+            "api_get": dict(url=f"{base}/api/v1/pools/{world['shown']}", token=world["token"]),
+            "pool_page": dict(url=f"{base}/pools/{world['shown']}"),
+            "pledge_post": dict(
+                url=f"{base}/api/v1/pools/{world['posted']}/pledges",
+                script=PLEDGE_SCRIPT,
+                args=(run, *world["pledger_tokens"]),
+            ),
+        }
+        pledges_sent = 0
+        for name, spec in routes.items():
+            url, options = spec["url"], {k: v for k, v in spec.items() if k != "url"}
+            run_wrk(hello, WARMUP)
+            baseline = run_wrk(hello, SECONDS)
+            if name == "pledge_post":  # the warm-up's pledges are real too: keys of their own, counted
+                warm = run_wrk(url, WARMUP, script=PLEDGE_SCRIPT, args=(run + "w", *world["pledger_tokens"]))
+                assert warm.non_2xx == 0, warm.output
+                pledges_sent += warm.requests
+            else:
+                run_wrk(url, WARMUP, **options)
+            measured = run_wrk(url, SECONDS, **options)
+            if name == "pledge_post":
+                pledges_sent += measured.requests
+            results[name] = (baseline, measured)
+        log = server.log_text()
+
+    labels = {
+        "api_get": "GET /api/v1/pools/{id}",
+        "pool_page": "GET /pools/{id} (page)",
+        "pledge_post": "POST /api/v1/pools/{id}/pledges",
+    }
+    lines = [
+        "",
+        f"HTTP throughput: gunicorn -c gunicorn.conf.py ({workers} sync workers), PostgreSQL, "
+        f"wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s; each route right after its hello-world run",
+        f"{'route':34} {'req/s':>9} {'hello/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8}  target",
+    ]
+    for name, (baseline, measured) in results.items():
+        ratio = measured.rps / baseline.rps if baseline.rps else 0.0
+        wanted = TARGETS[name]
+        verdict = []
+        if wanted is not None:
+            verdict.append(f">= {wanted} x hello: {'met' if ratio >= wanted else 'MISSED'}")
+        verdict.append(f"p99 < {P99_TARGET_MS:g} ms: {'met' if measured.p99_ms < P99_TARGET_MS else 'MISSED'}")
+        lines.append(
+            f"{labels[name]:34} {measured.rps:9.1f} {baseline.rps:9.1f} {ratio:6.2f} "
+            f"{measured.p50_ms:8.1f} {measured.p99_ms:8.1f}  {'; '.join(verdict)}"
+        )
+        hello_line = f"{'  (its hello-world run)':34} {baseline.rps:9.1f} {'':9} {'':6} {baseline.p50_ms:8.1f} {baseline.p99_ms:8.1f}"
+        lines.append(hello_line)
+    print("\n".join(lines))
+
+    # Soundness only: every answer 2xx, no socket error, each pledge sent took effect exactly once.
+    for name, (baseline, measured) in results.items():
+        for result in (baseline, measured):
+            assert result.requests > 0, f"{name}: no answer at all\n{result.output}"
+            assert result.non_2xx == 0, f"{name}: non-2xx answers\n{result.output}"
+            assert not any(result.socket_errors.values()), f"{name}: socket errors\n{result.output}"
+    assert "Traceback" not in log, log[-4000:]
+    effects = _pledge_effects(bench_app, world)
+    print(f"pledges: wrk completed {pledges_sent}, the database holds {effects}")
+    assert effects["ledger_problems"] == []
+    # wrk counts the answers it read; a request in flight when it stopped may still have been served.
+    assert pledges_sent <= effects["pledges"] <= pledges_sent + 2 * CONNECTIONS, effects
+    assert effects["records"] == effects["pledges"] == effects["holds"] == effects["distinct_holds"], effects
+    assert effects["held_amount"] == effects["pledges"] * PLEDGE_PRICE == effects["wallet_held"], effects
+
+    if PROFILE:
+        print(_profile(bench_app, world))
