@@ -47,7 +47,7 @@ _DEPTH_KEY = "marketplace_uow_depth"
 
 
 class _Transaction:
-    """The context manager ``transaction()`` returns (a class: it runs once per transfer, so it is lean)."""
+    """What ``transaction()`` returns: a plain class rather than a generator, as it wraps every transfer."""
 
     __slots__ = ("_session", "_depth")
 

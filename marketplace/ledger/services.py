@@ -164,7 +164,13 @@ def _pg_cursor(connection, role: str):
     fairy = connection.connection
     cursor = fairy.info.get(role)
     if cursor is None or cursor.closed:
+        from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
+
         cursor = fairy.info[role] = fairy.dbapi_connection.cursor()
+        # Every int as bigint (the columns' type): by default the driver picks int2, int4 or int8 by
+        # each value's size, and each mix of those is a prepared statement of its own.
+        cursor.adapters.register_dumper(int, Int8Dumper)
+        cursor.adapters.register_dumper(int, Int8BinaryDumper)
     return cursor
 
 
