@@ -61,8 +61,17 @@ def web_member() -> Member:
 
 
 @login_manager.user_loader
-def load_user(member_id: str) -> Member | None:
+def load_user(login_id: str) -> Member | None:
+    """The member of a session or remember-me cookie, if its sign-in is still current.
+
+    The id is ``member.epoch`` (``Member.get_id``); a cookie from before the
+    member's last sign-out carries an older epoch and signs nobody in.
+    """
+    member_id, dot, epoch = str(login_id).partition(".")
     try:
-        return db.session.get(Member, int(member_id))
+        member = db.session.get(Member, int(member_id)) if dot else None
     except (TypeError, ValueError):
         return None
+    if member is None or epoch != str(member.session_epoch or 0):
+        return None
+    return member

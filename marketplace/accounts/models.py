@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..clock import now
@@ -32,6 +32,9 @@ class Member(UserMixin, db.Model):
     kyc_reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     locale: Mapped[str | None] = mapped_column(String(8), nullable=True)  # en, es, fi, it; None: the browser's
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    # Part of every browser sign-in's id: raising it (at sign-out) makes every session and
+    # remember-me cookie issued before useless, including copies of them.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="member", lazy="select")
 
@@ -46,6 +49,10 @@ class Member(UserMixin, db.Model):
     @property
     def is_verified(self) -> bool:
         return self.kyc_status == "verified"
+
+    def get_id(self) -> str:
+        """The id Flask-Login keeps in the session and the remember-me cookie: ``member.epoch``."""
+        return f"{self.id}.{self.session_epoch or 0}"
 
     def __repr__(self) -> str:
         return f"<Member {self.id} {self.email} {self.role}>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -101,6 +101,14 @@ def revoke_token(member_id: int, token_id: int) -> ApiToken:
         if token.revoked_at is None:
             token.revoked_at = now()
     return token
+
+
+def end_sessions(member_id: int) -> None:
+    """Sign the member out of every browser: each session and remember-me cookie issued so far stops working."""
+    with transaction():
+        db.session.execute(
+            update(Member).where(Member.id == member_id).values(session_epoch=Member.session_epoch + 1)
+        )
 
 
 def set_locale(member_id: int, locale: str | None) -> Member:

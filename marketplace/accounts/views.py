@@ -94,6 +94,8 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    if current_user.is_authenticated:
+        services.end_sessions(current_user.id)  # copies of this (or any) session's cookies stop working too
     logout_user()  # drops the user keys and the remember-me cookie
     flash(_("You are signed out. See you soon."), "info")
     return redirect(url_for("main.index"))

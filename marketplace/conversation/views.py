@@ -16,7 +16,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from ..accounts.auth import web_member
-from ..errors import DomainError, NotFound, ValidationFailed
+from ..errors import DomainError, Forbidden, NotFound, ValidationFailed
 from ..extensions import limiter
 from ..money import round_half_up
 from ..pools.forms import CommentForm, ReviewForm
@@ -89,8 +89,8 @@ def add_review(pool_id: int):
             target = form.rating if name == "rating" else form.body
             target.errors = [*target.errors, *messages]
         return render_detail(pool_id, review_form=form, status=exc.status)
-    except NotFound:
-        raise
+    except (NotFound, Forbidden):
+        raise  # the 403/404 page: only members who really bought may review
     except DomainError as exc:
         flash(exc.message, "danger")
         return redirect(url_for("pools.detail", pool_id=pool_id, _anchor="reviews"))

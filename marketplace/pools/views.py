@@ -19,7 +19,7 @@ from markupsafe import Markup
 from ..accounts.auth import web_member
 from ..clock import now
 from ..conversation import services as conversation
-from ..errors import DomainError, InsufficientFunds, NotFound, NotVerified, ValidationFailed
+from ..errors import DomainError, Forbidden, InsufficientFunds, NotFound, NotVerified, ValidationFailed
 from ..i18n import format_money, format_number
 from ..money import MAX_AMOUNT
 from ..templating import Page, page_from_request
@@ -170,8 +170,8 @@ def _act(pool_id: int, action, success, anchor: str | None = None):
     """Run a service action; its DomainError becomes a flashed message. Back to the pool either way."""
     try:
         result = action()
-    except NotFound:
-        raise
+    except (NotFound, Forbidden):
+        raise  # another member's pledge or pool: the 403/404 page, never a flash that hides it
     except DomainError as exc:
         flash(exc.message, "danger")
     else:

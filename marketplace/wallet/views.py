@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_login import login_required
 
 from ..accounts.auth import web_member
-from ..errors import DomainError, InsufficientFunds
+from ..errors import DomainError, Forbidden, InsufficientFunds, NotFound
 from ..i18n import format_money
 from ..payments import authorizations
 from ..payments.customers import stored_customer
@@ -92,6 +92,8 @@ def card_hold(auth_id: int, action: str):
             _("Your wallet's available balance does not cover this pledge. Deposit first, or re-authorize the card."),
             "danger",
         )
+    except (NotFound, Forbidden):
+        raise  # another member's card hold: the 403/404 page
     except DomainError as exc:
         flash(exc.message, "danger")
     return redirect(url_for("wallet.index"))

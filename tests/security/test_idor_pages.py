@@ -50,16 +50,6 @@ OWNED = {
     "lending.payoff": [("POST", "/loans/{loan}/payoff", {}, ("intruder", "lender"))],
 }
 
-# These refuse with a flashed message and a redirect back (302) instead of 403/404: nothing changes
-# (checked below), but the status does not say "forbidden". Kept visible by the strict xfail test.
-REDIRECT_REFUSALS = {"wallet.card_hold", "pools.withdraw", "pools.close", "pools.cancel", "pools.deliver"}
-REDIRECT_REFUSALS |= {"conversation.add_review"}
-REDIRECT_REASON = (
-    "the view turns the service's Forbidden/NotFound into a flashed message and a 302 back to the page "
-    "(pools/views.py _act, conversation/views.py add_review, wallet/views.py card_hold); nothing changes, "
-    "but issue 7 asks for 403/404"
-)
-
 # Pages about the signed-in member only: (path, what the owner's page shows and nobody else's may).
 SCOPED = {
     "main.index": ("/", [OWNER_NAME]),
@@ -181,28 +171,10 @@ def test_another_member_is_refused_and_nothing_changes(app, world, endpoint, met
     before = database_state()
     response = _call(client, method, url, data)
     assert_unchanged(before, f"{method} {url} as {actor}")
-    if endpoint in REDIRECT_REFUSALS and response.status_code == 302:
-        shown = client.get(response.headers["Location"]).get_data(as_text=True)
-        assert 'class="flash flash-danger"' in shown, url
-    else:
-        assert response.status_code in (403, 404), (url, response.status_code)
-        assert response.mimetype == "text/html"
+    assert response.status_code in (403, 404), (url, response.status_code)
+    assert response.mimetype == "text/html"
     text = response.get_data(as_text=True)
     assert world.owner.email not in text and OWNER_NOTE not in text
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "method", "path", "data", "actor"),
-    [
-        pytest.param(*case.values, marks=pytest.mark.xfail(strict=True, reason=REDIRECT_REASON), id=case.id)
-        for case in _owned_cases()
-        if case.values[0] in REDIRECT_REFUSALS
-    ],
-)
-def test_refusals_say_403_or_404(app, world, endpoint, method, path, data, actor):
-    client = signed_in(app, getattr(world, actor))
-    response = _call(client, method, _fill(world, path), data)
-    assert response.status_code in (403, 404)
 
 
 def test_the_owner_reaches_every_object_page(app, world):

@@ -246,15 +246,6 @@ def test_signing_out_ends_the_session(app):
     assert not _signed_in(client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "sessions live only in the signed cookie (Flask's default) and the remember-me cookie is the member id "
-        "plus a digest: nothing on the server is revoked at sign-out, so a copy of either cookie taken before "
-        "sign-out still signs in afterwards (the remember-me one for a year). Needs server-side session state, "
-        "e.g. a per-member session generation in get_id() (a column and a migration)."
-    ),
-)
 @pytest.mark.parametrize("cookie", ["session", "remember_token"])
 def test_a_cookie_copied_before_sign_out_is_useless_after_it(app, cookie):
     member = make_member()
