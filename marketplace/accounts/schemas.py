@@ -6,7 +6,9 @@ from ..schemas import PlainString, StrictSchema, Text, TrimmedString, UTCDateTim
 
 
 class MemberIn(StrictSchema):
-    email = TrimmedString(required=True, validate=[validate.Length(max=254), validate.Email()])
+    email = TrimmedString(
+        required=True, validate=[validate.Length(max=254), validate.Email()], metadata={"format": "email"}
+    )
     password = PlainString(required=True, validate=validate.Length(min=8, max=128), load_only=True)
     display_name = Text(1, 80, required=True)
     role = fields.String(load_default="member", validate=validate.OneOf(["member", "supplier"]))

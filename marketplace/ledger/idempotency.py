@@ -42,6 +42,8 @@ def idempotency_key() -> str | None:
         return None
     if not 1 <= len(key) <= 255:
         raise ValidationFailed(errors={HEADER: ["Idempotency-Key must be 1 to 255 characters."]})
+    if "\x00" in key:  # the key is stored, and PostgreSQL text cannot hold NUL
+        raise ValidationFailed(errors={HEADER: ["Idempotency-Key must not contain NUL characters."]})
     return key
 
 

@@ -143,9 +143,13 @@ def repay(data, loan_id):
 
 @bp.get("/loans/<int:loan_id>/payoff")
 @bp.response(200, PayoffQuoteOut)
+@bp.errors(409)
 @bp.doc(security=BEARER)
 def payoff_quote(loan_id):
-    """What paying the loan off today would cost: principal plus interest accrued to today."""
+    """What paying the loan off today would cost: principal plus interest accrued to today.
+
+    409 ``invalid_state`` once the loan is no longer active (repaid or defaulted).
+    """
     member = api_member()
     loan = loans.loan_for(loan_id, member.id)
     if loan.borrower_id != member.id:

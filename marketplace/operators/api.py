@@ -5,6 +5,7 @@ from flask import abort, current_app, request
 from ..accounts.auth import api_member, require_operator
 from ..apiutil import BEARER, ApiBlueprint, page_slice
 from ..clock import now
+from ..errors import NotFound
 from ..ledger import queries
 from ..ledger.services import find_account
 from . import jobs, services
@@ -38,6 +39,8 @@ def entries(filters, pagination_parameters):
 def account(code, pagination_parameters):
     """An account's balance and its postings, newest first."""
     _operator()
+    if "\x00" in code:  # no code holds NUL, and PostgreSQL cannot even compare a text with one
+        raise NotFound(f"No account with code {code!r}.")
     acct = find_account(code)
     offset, limit = page_slice(pagination_parameters, queries.count_account_postings(acct.id))
     postings = [

@@ -1,6 +1,6 @@
 from marshmallow import Schema, fields
 
-from ..schemas import StrictSchema, UTCDateTimeField
+from ..schemas import PlainString, StrictSchema, UTCDateTimeField
 
 
 class PostingOut(Schema):
@@ -22,8 +22,8 @@ class EntryOut(Schema):
 
 
 class EntryFilterIn(Schema):
-    account = fields.String(load_default=None)
-    kind = fields.String(load_default=None)
+    account = PlainString(load_default=None)  # PlainString: no NUL, which PostgreSQL cannot compare
+    kind = PlainString(load_default=None)
     since = UTCDateTimeField(load_default=None)
     until = UTCDateTimeField(load_default=None)
 

@@ -232,6 +232,8 @@ def journal_csv_text(entries) -> tuple[str, int]:
 
 @bp.get("/accounts/<path:code>")
 def account(code: str):
+    if "\x00" in code:  # no code holds NUL, and PostgreSQL cannot even compare a text with one
+        abort(404)
     acct = find_account(code)
     pager = Pager.from_request(queries.count_account_postings(acct.id))
     postings = queries.account_postings(acct.id, offset=pager.offset, limit=pager.per_page)

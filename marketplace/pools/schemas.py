@@ -3,7 +3,7 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..money import MAX_AMOUNT
-from ..schemas import Amount, Currency, StrictInteger, StrictSchema, Text, UTCDateTimeField
+from ..schemas import Amount, Currency, PlainString, StrictInteger, StrictSchema, Text, UTCDateTimeField
 
 MAX_VOLUME = 10**9
 
@@ -54,7 +54,7 @@ class PoolQuery(Schema):
     status = fields.String(
         load_default=None, validate=validate.OneOf(["open", "awarded", "failed", "cancelled", "delivered", "closed"])
     )
-    q = fields.String(load_default=None, validate=validate.Length(max=200))
+    q = PlainString(load_default=None, validate=validate.Length(max=200))  # no NUL: PostgreSQL cannot compare it
 
 
 class PledgeIn(StrictSchema):
