@@ -8,7 +8,9 @@ on the session's connection, inside it.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Table, Text
+import json
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, String, Table, Text
 
 from .extensions import db
 
@@ -82,11 +84,14 @@ def bulk_insert(table: Table, rows: list[dict]) -> None:
     connection = db.session.connection()
     names = list(rows[0])
     if connection.dialect.name == "postgresql":
+        as_json = {n for n in names if isinstance(table.c[n].type, JSON)}  # COPY takes JSON as its text
         dbapi_connection = connection.connection.dbapi_connection
         with dbapi_connection.cursor() as cursor:
             with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row(tuple(row[n] for n in names))
+                    copy.write_row(
+                        tuple(json.dumps(row[n]) if n in as_json and row[n] is not None else row[n] for n in names)
+                    )
     else:
         from sqlalchemy import insert
 

@@ -13,37 +13,58 @@ from http import HTTPStatus
 from flask import jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from .texts import N_, Msg
+
 log = logging.getLogger(__name__)
 
 
 class DomainError(Exception):
-    """A rule of the marketplace said no. Subclasses fix status and reason."""
+    """A rule of the marketplace said no. Subclasses fix status and reason.
+
+    ``message`` may be a :class:`~marketplace.texts.Msg`: ``.message`` is then
+    its English sentence (the JSON API's ``message``) and ``.msg`` keeps it, so
+    a page can show it in the reader's language (``i18n.localized_message``).
+    A plain ``str`` is shown as it is (already translated, or from a provider).
+    """
 
     status = 409
     reason = "invalid_state"
-    default_message = "The action is not allowed in the current state."
+    default_message = N_("The action is not allowed in the current state.")
 
-    def __init__(self, message: str | None = None, *, errors: dict | None = None, reason: str | None = None):
-        super().__init__(message or self.default_message)
-        self.message = message or self.default_message
+    def __init__(self, message: str | Msg | None = None, *, errors: dict | None = None, reason: str | None = None):
+        if isinstance(message, Msg):
+            self.msg: Msg | None = message
+            text = str(message)
+        elif message:
+            self.msg, text = None, message
+        else:
+            self.msg, text = Msg(self.default_message), self.default_message
+        super().__init__(text)
+        self.message = text
         self.errors = errors or {}
         if reason:
             self.reason = reason
 
+    def localized(self) -> str:
+        """The message for a page, in the reader's language (``.message`` stays the English of the JSON API)."""
+        from .i18n import localized_message
+
+        return localized_message(self)
+
 
 class InsufficientFunds(DomainError):
     reason = "insufficient_funds"
-    default_message = "The wallet's available balance does not cover this amount."
+    default_message = N_("The wallet's available balance does not cover this amount.")
 
 
 class PoolNotOpen(DomainError):
     reason = "pool_not_open"
-    default_message = "The pool is not open."
+    default_message = N_("The pool is not open.")
 
 
 class NotVerified(DomainError):
     reason = "not_verified"
-    default_message = "Your identity must be verified (KYC) before you can do this."
+    default_message = N_("Your identity must be verified (KYC) before you can do this.")
 
 
 class NotVerifiedToBorrow(NotVerified):
@@ -54,12 +75,12 @@ class NotVerifiedToBorrow(NotVerified):
 
 class IdempotencyKeyReused(DomainError):
     reason = "idempotency_key_reused"
-    default_message = "This Idempotency-Key was already used with a different request."
+    default_message = N_("This Idempotency-Key was already used with a different request.")
 
 
 class AlreadyExists(DomainError):
     reason = "already_exists"
-    default_message = "It already exists."
+    default_message = N_("It already exists.")
 
 
 class InvalidState(DomainError):
@@ -68,37 +89,37 @@ class InvalidState(DomainError):
 
 class LimitExceeded(DomainError):
     reason = "limit_exceeded"
-    default_message = "A limit was exceeded."
+    default_message = N_("A limit was exceeded.")
 
 
 class RateLimited(DomainError):
     status = 429
     reason = "limit_exceeded"
-    default_message = "Too many requests; please wait a moment and try again."
+    default_message = N_("Too many requests; please wait a moment and try again.")
 
 
 class Unauthorized(DomainError):
     status = 401
     reason = "unauthorized"
-    default_message = "Authentication is required: send a valid Bearer token."
+    default_message = N_("Authentication is required: send a valid Bearer token.")
 
 
 class Forbidden(DomainError):
     status = 403
     reason = "forbidden"
-    default_message = "You are not allowed to do this."
+    default_message = N_("You are not allowed to do this.")
 
 
 class NotFound(DomainError):
     status = 404
     reason = "not_found"
-    default_message = "Not found."
+    default_message = N_("Not found.")
 
 
 class ValidationFailed(DomainError):
     status = 422
     reason = "validation_error"
-    default_message = "The request did not pass validation."
+    default_message = N_("The request did not pass validation.")
 
 
 class LedgerInvariantError(Exception):
@@ -204,7 +225,7 @@ def register_error_handlers(app) -> None:
     def handle_domain_error(exc: DomainError):
         if wants_json():
             return json_error(exc.status, exc.message, exc.reason, exc.errors)
-        return render_error_page(exc.status, exc.message)
+        return render_error_page(exc.status, exc.localized())
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException):

@@ -10,6 +10,7 @@ from ..clock import now
 from ..db import transaction
 from ..errors import AlreadyExists, Forbidden, NotFound, Unauthorized, ValidationFailed
 from ..extensions import db
+from ..texts import N_, Msg
 from .auth import new_token_secret, token_digest
 from .models import ApiToken, Member
 
@@ -30,7 +31,7 @@ def find_by_email(email: str) -> Member | None:
 def get_member(member_id: int) -> Member:
     member = db.session.get(Member, member_id)
     if member is None:
-        raise NotFound(f"No member {member_id}.")
+        raise NotFound(Msg(N_("No member %(id)s."), id=member_id))
     return member
 
 
@@ -39,7 +40,7 @@ def create_member(email: str, password: str, display_name: str, role: str = "mem
     with transaction():
         if find_by_email(email) is not None:
             raise AlreadyExists(
-                "A member with this e-mail address already exists.", errors={"email": ["already registered"]}
+                Msg(N_("A member with this e-mail address already exists.")), errors={"email": ["already registered"]}
             )
         member = Member(
             email=email,
@@ -54,7 +55,7 @@ def create_member(email: str, password: str, display_name: str, role: str = "mem
             db.session.flush()
         except IntegrityError as exc:
             raise AlreadyExists(
-                "A member with this e-mail address already exists.", errors={"email": ["already registered"]}
+                Msg(N_("A member with this e-mail address already exists.")), errors={"email": ["already registered"]}
             ) from exc
     return member
 
@@ -63,9 +64,9 @@ def authenticate(email: str, password: str) -> Member:
     member = find_by_email(email)
     if member is None:
         check_password_hash(_DUMMY_HASH, password)
-        raise Unauthorized("The e-mail address or password is wrong.", reason="bad_credentials")
+        raise Unauthorized(Msg(N_("The e-mail address or password is wrong.")), reason="bad_credentials")
     if not check_password_hash(member.password_hash, password):
-        raise Unauthorized("The e-mail address or password is wrong.", reason="bad_credentials")
+        raise Unauthorized(Msg(N_("The e-mail address or password is wrong.")), reason="bad_credentials")
     return member
 
 
@@ -97,7 +98,7 @@ def revoke_token(member_id: int, token_id: int) -> ApiToken:
     with transaction():
         token = db.session.get(ApiToken, token_id)
         if token is None or token.member_id != member_id:
-            raise NotFound(f"No token {token_id}.")
+            raise NotFound(Msg(N_("No token %(id)s."), id=token_id))
         if token.revoked_at is None:
             token.revoked_at = now()
     return token
@@ -106,9 +107,7 @@ def revoke_token(member_id: int, token_id: int) -> ApiToken:
 def end_sessions(member_id: int) -> None:
     """Sign the member out of every browser: each session and remember-me cookie issued so far stops working."""
     with transaction():
-        db.session.execute(
-            update(Member).where(Member.id == member_id).values(session_epoch=Member.session_epoch + 1)
-        )
+        db.session.execute(update(Member).where(Member.id == member_id).values(session_epoch=Member.session_epoch + 1))
 
 
 def set_locale(member_id: int, locale: str | None) -> Member:
@@ -129,10 +128,10 @@ def set_kyc_status(operator_id: int, member_id: int, status: str, *, ip: str = "
     with transaction():
         operator = get_member(operator_id)
         if not operator.is_operator:
-            raise Forbidden("Only operators review KYC.")
+            raise Forbidden(Msg(N_("Only operators review KYC.")))
         member = db.session.execute(select(Member).where(Member.id == member_id).with_for_update()).scalar_one_or_none()
         if member is None:
-            raise NotFound(f"No member {member_id}.")
+            raise NotFound(Msg(N_("No member %(id)s."), id=member_id))
         previous = member.kyc_status
         member.kyc_status = status
         member.kyc_reviewed_at = now()

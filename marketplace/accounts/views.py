@@ -50,13 +50,13 @@ def signup():
                 form.email.data, form.password.data, form.display_name.data, role=form.role.data
             )
         except AlreadyExists as exc:
-            _add_error(form.email, exc.message)
+            _add_error(form.email, exc.localized())
         except DomainError as exc:
             for name, messages in exc.errors.items():
                 if name in form:
                     for message in messages:
                         _add_error(form[name], message)
-            problems.append(exc.message)
+            problems.append(exc.localized())
         else:
             login_user(member)
             flash(_("Welcome, %(name)s! Your account is ready.", name=member.display_name), "success")
@@ -78,10 +78,10 @@ def login():
         try:
             member = services.authenticate(form.email.data, form.password.data)
         except Unauthorized as exc:
-            problems.append(exc.message)
+            problems.append(exc.localized())
             status = 401
         except DomainError as exc:
-            problems.append(exc.message)
+            problems.append(exc.localized())
             status = exc.status
         else:
             login_user(member, remember=bool(form.remember.data))

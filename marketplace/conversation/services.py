@@ -9,6 +9,7 @@ from ..clock import now
 from ..db import transaction
 from ..errors import AlreadyExists, Forbidden, InvalidState, NotFound, ValidationFailed
 from ..extensions import db
+from ..texts import N_, Msg, by_status
 from .models import Comment, Review
 
 MAX_COMMENT = 2000
@@ -29,16 +30,25 @@ def _target_exists(target_type: str, target_id: int) -> bool:
     return False
 
 
+_NO_TARGET = {"pool": N_("No pool %(id)s."), "loan_request": N_("No loan request %(id)s.")}
+
+
+def _no_target(target_type: str, target_id: int) -> Msg | str:
+    return by_status(_NO_TARGET, target_type, f"No {target_type.replace('_', ' ')} {target_id}.", id=target_id)
+
+
 def _clean_body(body: str, limit: int) -> str:
     text = (body or "").strip()
     if not text:
-        raise ValidationFailed("Write something first.", errors={"body": ["must not be empty"]})
+        raise ValidationFailed(Msg(N_("Write something first.")), errors={"body": ["must not be empty"]})
     if "\x00" in text:
         raise ValidationFailed(
-            "The text contains a NUL character.", errors={"body": ["must not contain NUL characters"]}
+            Msg(N_("The text contains a NUL character.")), errors={"body": ["must not contain NUL characters"]}
         )
     if len(text) > limit:
-        raise ValidationFailed(f"At most {limit} characters.", errors={"body": [f"at most {limit} characters"]})
+        raise ValidationFailed(
+            Msg(N_("At most %(limit)s characters."), limit=limit), errors={"body": [f"at most {limit} characters"]}
+        )
     return text
 
 
@@ -46,7 +56,7 @@ def add_comment(target_type: str, target_id: int, author_id: int, body: str) -> 
     text = _clean_body(body, MAX_COMMENT)
     with transaction():
         if not _target_exists(target_type, target_id):
-            raise NotFound(f"No {target_type.replace('_', ' ')} {target_id}.")
+            raise NotFound(_no_target(target_type, target_id))
         comment = Comment(
             target_type=target_type, target_id=target_id, author_id=author_id, body=text, created_at=now()
         )
@@ -57,7 +67,7 @@ def add_comment(target_type: str, target_id: int, author_id: int, body: str) -> 
 
 def comments(target_type: str, target_id: int, *, offset: int = 0, limit: int | None = 100) -> list[Comment]:
     if not _target_exists(target_type, target_id):
-        raise NotFound(f"No {target_type.replace('_', ' ')} {target_id}.")
+        raise NotFound(_no_target(target_type, target_id))
     query = (
         select(Comment)
         .where(Comment.target_type == target_type, Comment.target_id == target_id)
@@ -89,16 +99,16 @@ def add_review(pool_id: int, member_id: int, rating: int, body: str) -> Review:
     with transaction():
         pool = db.session.get(Pool, pool_id)
         if pool is None:
-            raise NotFound(f"No pool {pool_id}.")
+            raise NotFound(Msg(N_("No pool %(id)s."), id=pool_id))
         if not _was_filled(pool_id, member_id):
-            raise Forbidden("Only members whose pledge was filled in this pool can review its supplier.")
+            raise Forbidden(Msg(N_("Only members whose pledge was filled in this pool can review its supplier.")))
         if pool.status != "delivered":
-            raise InvalidState("Reviews open once the supplier has delivered.")
+            raise InvalidState(Msg(N_("Reviews open once the supplier has delivered.")))
         existing = db.session.execute(
             select(Review.id).where(Review.pool_id == pool_id, Review.member_id == member_id)
         ).scalar_one_or_none()
         if existing is not None:
-            raise AlreadyExists("You already reviewed this pool.")
+            raise AlreadyExists(Msg(N_("You already reviewed this pool.")))
         review = Review(
             pool_id=pool_id,
             supplier_id=pool.award_supplier_id,
@@ -111,7 +121,7 @@ def add_review(pool_id: int, member_id: int, rating: int, body: str) -> Review:
         try:
             db.session.flush()
         except IntegrityError as exc:  # a concurrent request stored this member's review first
-            raise AlreadyExists("You already reviewed this pool.") from exc
+            raise AlreadyExists(Msg(N_("You already reviewed this pool."))) from exc
     return review
 
 
@@ -151,7 +161,7 @@ def supplier_profile(supplier_id: int) -> dict:
 
     supplier = db.session.get(Member, supplier_id)
     if supplier is None or supplier.role != "supplier":
-        raise NotFound(f"No supplier {supplier_id}.")
+        raise NotFound(Msg(N_("No supplier %(id)s."), id=supplier_id))
     count, total = db.session.execute(
         select(func.count(Review.id), func.coalesce(func.sum(Review.rating), 0)).where(
             Review.supplier_id == supplier_id

@@ -65,12 +65,12 @@ def add_pool_comment(pool_id: int):
     try:
         comment = services.add_comment("pool", pool_id, web_member().id, form.body.data)
     except ValidationFailed as exc:
-        form.body.errors = [*form.body.errors, *(exc.errors.get("body") or [exc.message])]
+        form.body.errors = [*form.body.errors, *(exc.errors.get("body") or [exc.localized()])]
         return render_detail(pool_id, comment_form=form, status=exc.status)
     except NotFound:
         raise
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
         return redirect(url_for("pools.detail", pool_id=pool_id, _anchor="discussion"))
     flash(_("Your comment is posted."), "success")
     return redirect(url_for("pools.detail", pool_id=pool_id, _anchor=f"comment-{comment.id}"))
@@ -92,7 +92,7 @@ def add_review(pool_id: int):
     except (NotFound, Forbidden):
         raise  # the 403/404 page: only members who really bought may review
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
         return redirect(url_for("pools.detail", pool_id=pool_id, _anchor="reviews"))
     flash(_("Thank you: your review is posted and counts toward the supplier's rating."), "success")
     return redirect(url_for("pools.detail", pool_id=pool_id, _anchor="reviews"))

@@ -18,7 +18,9 @@ never gives a lower score.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from marketplace.texts import N_, Msg, N_plural
 
 KYC_POINTS = 30
 MEMBERSHIP_STEPS = ((365, 20), (180, 15), (90, 10), (30, 5))  # (days at least, points)
@@ -49,11 +51,25 @@ class GradeInput:
 
 @dataclass(frozen=True)
 class Reason:
-    """``factor``: "kyc", "membership", "history" or "affordability"."""
+    """``factor``: "kyc", "membership", "history" or "affordability"; ``text`` is the English sentence,
+    ``message`` the same sentence as a translatable text (``str(message) == text``)."""
 
     factor: str
     points: int
     text: str
+    message: Msg | None = field(default=None, compare=False)
+
+
+def reason_row(reason: Reason) -> dict:
+    """A reason as a loan request stores it (``grade_reasons``): ``msg`` lets a page show it translated."""
+    row = {"factor": reason.factor, "points": reason.points, "text": reason.text}
+    if reason.message is not None:
+        row["msg"] = reason.message.to_json()
+    return row
+
+
+def _reason(factor: str, points: int, message: Msg) -> Reason:
+    return Reason(factor, points, str(message), message)
 
 
 @dataclass(frozen=True)
@@ -63,18 +79,16 @@ class Grade:
     reasons: tuple[Reason, ...]
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def _signed(points: int) -> str:
     return f"{points:+d}"
 
 
 def _kyc(verified: bool) -> Reason:
     if verified:
-        return Reason("kyc", KYC_POINTS, f"Identity verified ({_signed(KYC_POINTS)} points).")
-    return Reason("kyc", 0, f"Identity not verified yet (verifying it earns {KYC_POINTS} points).")
+        return _reason("kyc", KYC_POINTS, Msg(N_("Identity verified (%(points)s points)."), points=_signed(KYC_POINTS)))
+    return _reason(
+        "kyc", 0, Msg(N_("Identity not verified yet (verifying it earns %(points)s points)."), points=KYC_POINTS)
+    )
 
 
 def _membership(days: int) -> Reason:
@@ -82,20 +96,35 @@ def _membership(days: int) -> Reason:
     for at_least, points in MEMBERSHIP_STEPS:
         if days >= at_least:
             if points == full_points:
-                return Reason("membership", points, f"Member for {_plural(days, 'day')} ({_signed(points)} points).")
-            return Reason(
-                "membership",
-                points,
-                f"Member for {_plural(days, 'day')} ({_signed(points)} points; "
-                f"{full_days} days or more earns {full_points}).",
+                forms = N_plural(
+                    "Member for %(num)d day (%(points)s points).", "Member for %(num)d days (%(points)s points)."
+                )
+                return _reason("membership", points, Msg.plural_of(forms, days, points=_signed(points)))
+            forms = N_plural(
+                "Member for %(num)d day (%(points)s points; %(full_days)s days or more earns %(full_points)s).",
+                "Member for %(num)d days (%(points)s points; %(full_days)s days or more earns %(full_points)s).",
             )
+            message = Msg.plural_of(forms, days, points=_signed(points), full_days=full_days, full_points=full_points)
+            return _reason("membership", points, message)
     first_days, first_points = MEMBERSHIP_STEPS[-1]
-    return Reason(
-        "membership",
-        0,
-        f"Member for {_plural(days, 'day')} (0 points; {first_days} days earns {first_points}, "
-        f"{full_days} days earns {full_points}).",
+    forms = N_plural(
+        "Member for %(num)d day (0 points; %(first_days)s days earns %(first_points)s, "
+        "%(full_days)s days earns %(full_points)s).",
+        "Member for %(num)d days (0 points; %(first_days)s days earns %(first_points)s, "
+        "%(full_days)s days earns %(full_points)s).",
     )
+    message = Msg.plural_of(
+        forms, days, first_days=first_days, first_points=first_points, full_days=full_days, full_points=full_points
+    )
+    return _reason("membership", 0, message)
+
+
+_HISTORY_PARTS = (
+    N_plural("%(num)d loan repaid (%(points)s)", "%(num)d loans repaid (%(points)s)"),
+    N_plural("%(num)d installment paid on time (%(points)s)", "%(num)d installments paid on time (%(points)s)"),
+    N_plural("%(num)d installment paid late (%(points)s)", "%(num)d installments paid late (%(points)s)"),
+    N_plural("%(num)d loan defaulted (%(points)s)", "%(num)d loans defaulted (%(points)s)"),
+)
 
 
 def _history(inp: GradeInput) -> Reason:
@@ -105,60 +134,67 @@ def _history(inp: GradeInput) -> Reason:
     defaulted = -DEFAULT_POINTS * inp.loans_defaulted
     points = repaid + on_time + late + defaulted
     if not (inp.loans_repaid or inp.installments_on_time or inp.installments_late or inp.loans_defaulted):
-        return Reason("history", 0, "No repayment history here yet (0 points).")
+        return _reason("history", 0, Msg(N_("No repayment history here yet (0 points).")))
     parts = [
-        f"{_plural(count, noun)} {verb} ({_signed(earned)})"
-        for count, noun, verb, earned in (
-            (inp.loans_repaid, "loan", "repaid", repaid),
-            (inp.installments_on_time, "installment", "paid on time", on_time),
-            (inp.installments_late, "installment", "paid late", late),
-            (inp.loans_defaulted, "loan", "defaulted", defaulted),
+        Msg.plural_of(forms, count, points=_signed(earned))
+        for forms, count, earned in zip(
+            _HISTORY_PARTS,
+            (inp.loans_repaid, inp.installments_on_time, inp.installments_late, inp.loans_defaulted),
+            (repaid, on_time, late, defaulted),
+            strict=True,
         )
         if count
     ]
-    return Reason("history", points, f"Repayment history: {', '.join(parts)}; {_signed(points)} points in all.")
+    message = Msg(N_("Repayment history: %(parts)s; %(points)s points in all."), parts=parts, points=_signed(points))
+    return _reason("history", points, message)
 
 
-def _percent_text(debt: int, income: int) -> str:
+def _percent_text(debt: int, income: int) -> Msg:
     """The DTI as a whole percentage, rounded half up; "just over N %" when rounding would hide a step."""
     shown = (200 * debt + income) // (2 * income)
     if any(shown == limit for limit, _ in DTI_STEPS) and 100 * debt > shown * income:
-        return f"just over {shown} %"
-    return f"{shown} %"
+        return Msg(N_("just over %(percent)s %%"), percent=shown)
+    return Msg(N_("%(percent)s %%"), percent=shown)
 
 
 def _affordability(inp: GradeInput) -> Reason:
     debt = inp.monthly_debt + inp.new_payment
     best_limit, best_points = DTI_STEPS[0]
-    rule = f"at most {best_limit} % earns the full {best_points} points"
+    rule = Msg(N_("at most %(limit)s %% earns the full %(points)s points"), limit=best_limit, points=best_points)
     if inp.monthly_income is None:
-        return Reason(
-            "affordability",
-            0,
-            f"No income declared, so affordability was not checked (0 points; declaring it can earn up to {best_points}).",
+        message = Msg(
+            N_(
+                "No income declared, so affordability was not checked "
+                "(0 points; declaring it can earn up to %(points)s)."
+            ),
+            points=best_points,
         )
+        return _reason("affordability", 0, message)
     income = inp.monthly_income
     if income == 0:
-        return Reason(
-            "affordability",
-            DTI_OVER_POINTS,
-            f"Declared income is 0, so debt payments would be more than 50 % of it ({_signed(DTI_OVER_POINTS)} points).",
+        message = Msg(
+            N_("Declared income is 0, so debt payments would be more than 50 %% of it (%(points)s points)."),
+            points=_signed(DTI_OVER_POINTS),
         )
+        return _reason("affordability", DTI_OVER_POINTS, message)
     for limit, points in DTI_STEPS:
         if 100 * debt <= limit * income:
-            share = _percent_text(debt, income)
-            return Reason(
-                "affordability",
-                points,
-                f"Debt payments would be {share} of declared income ({_signed(points)} points; {rule}).",
+            message = Msg(
+                N_("Debt payments would be %(share)s of declared income (%(points)s points; %(rule)s)."),
+                share=_percent_text(debt, income),
+                points=_signed(points),
+                rule=rule,
             )
+            return _reason("affordability", points, message)
     over = DTI_STEPS[-1][0]
-    share = _percent_text(debt, income)
-    return Reason(
-        "affordability",
-        DTI_OVER_POINTS,
-        f"Debt payments would be {share} of declared income, above {over} % ({_signed(DTI_OVER_POINTS)} points; {rule}).",
+    message = Msg(
+        N_("Debt payments would be %(share)s of declared income, above %(limit)s %% (%(points)s points; %(rule)s)."),
+        share=_percent_text(debt, income),
+        limit=over,
+        points=_signed(DTI_OVER_POINTS),
+        rule=rule,
     )
+    return _reason("affordability", DTI_OVER_POINTS, message)
 
 
 def letter_for(score: int) -> str:

@@ -26,14 +26,9 @@ from ..ledger.settlement import settle_holds
 from ..money import fee as fee_of
 from ..money import format_amount
 from ..notifications.services import notify, notify_many
+from ..texts import N_, Money, Msg, N_plural, Rate
 from . import amortization
 from .models import Installment, LenderCashFlow, Loan, LoanPart, LoanRequest, PartInstallment
-
-
-def format_rate(rate_bps: int) -> str:
-    """``725`` -> ``"7.25 %"`` (exact: integer arithmetic)."""
-    return f"{rate_bps // 100}.{rate_bps % 100:02d} %"
-
 
 # ---------------------------------------------------------------- accounts
 
@@ -162,8 +157,17 @@ def disburse(request: LoanRequest) -> Loan:
     notify(
         loan.borrower_id,
         "loan_disbursed",
-        f"Your loan of {format_amount(loan.amount, loan.currency)} is funded by {len(parts)} part(s) and was paid "
-        f"into your wallet less a fee of {format_amount(fee, loan.currency)}.",
+        Msg.plural_of(
+            N_plural(
+                "Your loan of %(amount)s is funded by %(num)d part(s) and was paid into your wallet "
+                "less a fee of %(fee)s.",
+                "Your loan of %(amount)s is funded by %(num)d part(s) and was paid into your wallet "
+                "less a fee of %(fee)s.",
+            ),
+            len(parts),
+            amount=Money(loan.amount, loan.currency),
+            fee=Money(fee, loan.currency),
+        ),
         link,
     )
     notify_many(
@@ -171,8 +175,12 @@ def disburse(request: LoanRequest) -> Loan:
             (
                 p.lender_id,
                 "loan_part_funded",
-                f"Your part of {format_amount(p.amount, p.currency)} in loan {loan.id} "
-                f"at {format_rate(p.rate_bps)} was lent out.",
+                Msg(
+                    N_("Your part of %(amount)s in loan %(loan)s at %(rate)s was lent out."),
+                    amount=Money(p.amount, p.currency),
+                    loan=loan.id,
+                    rate=Rate(p.rate_bps),
+                ),
                 link,
             )
             for p in parts
@@ -189,7 +197,7 @@ def disburse(request: LoanRequest) -> Loan:
 def get_loan(loan_id: int) -> Loan:
     loan = db.session.get(Loan, loan_id)
     if loan is None:
-        raise NotFound(f"No loan {loan_id}.")
+        raise NotFound(Msg(N_("No loan %(id)s."), id=loan_id))
     return loan
 
 
@@ -205,7 +213,7 @@ def loan_for(loan_id: int, viewer_id: int) -> Loan:
 
     loan = get_loan(loan_id)
     if not can_view(loan, get_member(viewer_id)):
-        raise Forbidden("Only the borrower, its lenders and operators can see a loan.")
+        raise Forbidden(Msg(N_("Only the borrower, its lenders and operators can see a loan.")))
     return loan
 
 

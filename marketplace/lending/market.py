@@ -28,11 +28,17 @@ from ..errors import Forbidden, InvalidState, NotFound, NotVerifiedToBorrow, Val
 from ..extensions import db
 from ..ledger import services as ledger
 from ..ledger.holds import reshape_holds
-from ..money import format_amount
 from ..notifications.services import notify
+from ..texts import N_, Money, Msg, by_status
 from . import matching
-from .grading import Grade
+from .grading import Grade, reason_row
 from .models import LendingMarket, LendingOffer, LoanPart, LoanRequest
+
+_REQUEST_NOT_OPEN = {
+    "funded": N_("The loan request is funded, not open."),
+    "expired": N_("The loan request is expired, not open."),
+    "cancelled": N_("The loan request is cancelled, not open."),
+}
 
 BOOK_PAGE = 500
 
@@ -42,14 +48,14 @@ BOOK_PAGE = 500
 def get_request(request_id: int) -> LoanRequest:
     found = db.session.get(LoanRequest, request_id)
     if found is None:
-        raise NotFound(f"No loan request {request_id}.")
+        raise NotFound(Msg(N_("No loan request %(id)s."), id=request_id))
     return found
 
 
 def get_offer(offer_id: int) -> LendingOffer:
     found = db.session.get(LendingOffer, offer_id)
     if found is None:
-        raise NotFound(f"No lending offer {offer_id}.")
+        raise NotFound(Msg(N_("No lending offer %(id)s."), id=offer_id))
     return found
 
 
@@ -102,7 +108,7 @@ def _lock_request(request_id: int) -> LoanRequest:
         execution_options={"populate_existing": True},
     ).scalar_one_or_none()
     if found is None:
-        raise NotFound(f"No loan request {request_id}.")
+        raise NotFound(Msg(N_("No loan request %(id)s."), id=request_id))
     return found
 
 
@@ -112,7 +118,7 @@ def _lock_offer(offer_id: int) -> LendingOffer:
         execution_options={"populate_existing": True},
     ).scalar_one_or_none()
     if found is None:
-        raise NotFound(f"No lending offer {offer_id}.")
+        raise NotFound(Msg(N_("No lending offer %(id)s."), id=offer_id))
     return found
 
 
@@ -287,9 +293,9 @@ def _borrower(member_id: int):
 
     member = get_member(member_id)
     if member.role != "member":
-        raise Forbidden("Only members borrow; suppliers and operators cannot request loans.")
+        raise Forbidden(Msg(N_("Only members borrow; suppliers and operators cannot request loans.")))
     if not member.is_verified:
-        raise NotVerifiedToBorrow("Only verified members can borrow; ask an operator to verify your identity.")
+        raise NotVerifiedToBorrow(Msg(N_("Only verified members can borrow; ask an operator to verify your identity.")))
     return member
 
 
@@ -334,7 +340,7 @@ def create_request(
             monthly_debt=monthly_debt or 0,
             grade=grade.letter,
             grade_score=grade.score,
-            grade_reasons=[{"factor": r.factor, "points": r.points, "text": r.text} for r in grade.reasons],
+            grade_reasons=[reason_row(r) for r in grade.reasons],
             status="open",
             funded_amount=0,
             created_at=moment,
@@ -377,11 +383,13 @@ def cancel_request(request_id: int, member_id: int) -> LoanRequest:
     with transaction():
         request = get_request(request_id)
         if request.borrower_id != member_id:
-            raise Forbidden("Only the borrower can cancel a loan request.")
+            raise Forbidden(Msg(N_("Only the borrower can cancel a loan request.")))
         _lock_market(request.currency)
         request = _lock_request(request_id)
         if request.status != "open":
-            raise InvalidState(f"The loan request is {request.status}, not open.")
+            raise InvalidState(
+                by_status(_REQUEST_NOT_OPEN, request.status, f"The loan request is {request.status}, not open.")
+            )
         request.status = "cancelled"
         request.resolved_at = now()
         db.session.flush()
@@ -412,8 +420,11 @@ def expire_due_requests(moment: datetime) -> dict:
             notify(
                 request.borrower_id,
                 "loan_request_expired",
-                f"Your loan request for {format_amount(request.amount, request.currency)} expired "
-                f"with {format_amount(request.funded_amount, request.currency)} offered; nothing was lent.",
+                Msg(
+                    N_("Your loan request for %(amount)s expired with %(offered)s offered; nothing was lent."),
+                    amount=Money(request.amount, request.currency),
+                    offered=Money(request.funded_amount, request.currency),
+                ),
                 f"/loan-requests/{request.id}",
             )
             expired += 1
@@ -428,7 +439,7 @@ def _lender(member_id: int):
 
     member = get_member(member_id)
     if member.role != "member":
-        raise Forbidden("Only members lend; suppliers and operators cannot post lending offers.")
+        raise Forbidden(Msg(N_("Only members lend; suppliers and operators cannot post lending offers.")))
     return member
 
 
@@ -495,11 +506,11 @@ def cancel_offer(offer_id: int, member_id: int) -> LendingOffer:
     with transaction():
         offer = get_offer(offer_id)
         if offer.lender_id != member_id:
-            raise Forbidden("Only the lender can cancel its offer.")
+            raise Forbidden(Msg(N_("Only the lender can cancel its offer.")))
         _lock_market(offer.currency)
         offer = _lock_offer(offer_id)
         if offer.status == "cancelled":
-            raise InvalidState("The offer is already cancelled.")
+            raise InvalidState(Msg(N_("The offer is already cancelled.")))
         if offer.hold_id is not None:
             ledger.release_hold(offer.hold_id)
         offer.hold_id = None

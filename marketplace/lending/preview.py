@@ -21,6 +21,7 @@ from ..i18n import format_money
 from ..money import fee as fee_of
 from . import amortization, market
 from .forms import BorrowForm, bps_text, percent_text
+from .grading import reason_row
 
 
 def compute_preview(member_id: int, *, amount, currency, term_months, max_rate_bps, monthly_income, monthly_debt):
@@ -56,7 +57,7 @@ def compute_preview(member_id: int, *, amount, currency, term_months, max_rate_b
         "grade": {
             "letter": grade.letter,
             "score": grade.score,
-            "reasons": [{"factor": r.factor, "points": r.points, "text": r.text} for r in grade.reasons],
+            "reasons": [reason_row(r) for r in grade.reasons],
         },
     }
 

@@ -30,8 +30,18 @@ from ..ledger.batch import NewEntry, post_entries
 from ..ledger.models import Account
 from ..money import format_amount
 from ..notifications.services import notify_many
+from ..texts import N_, Money, Msg, by_status
 from . import amortization
 from .models import Installment, LenderCashFlow, Loan, LoanPart, PartInstallment, Repayment
+
+_NOTHING_OWED = {
+    "repaid": N_("The loan is repaid; nothing is owed."),
+    "defaulted": N_("The loan is defaulted; nothing is owed."),
+}
+_NOTHING_TO_PAY_OFF = {
+    "repaid": N_("The loan is repaid; there is nothing to pay off."),
+    "defaulted": N_("The loan is defaulted; there is nothing to pay off."),
+}
 
 COLLECT_CHUNK = 500
 _parts = LoanPart.__table__
@@ -133,7 +143,9 @@ def payoff_quote(loan: Loan, on: date | None = None) -> dict:
     """Outstanding principal + unpaid interest of rows already due + interest accrued this period, per part."""
     on = on or today()
     if loan.status != "active":
-        raise InvalidState(f"The loan is {loan.status}; there is nothing to pay off.")
+        raise InvalidState(
+            by_status(_NOTHING_TO_PAY_OFF, loan.status, f"The loan is {loan.status}; there is nothing to pay off.")
+        )
     installments = loan.installments
     current = next((r for r in installments if r.due_date > on), None)
     start = loan.disbursed_at.date()
@@ -401,12 +413,12 @@ def _roll_up(payments: list[Payment], moment: datetime) -> None:
 def _borrowers_loan(loan_id: int, member_id: int) -> Loan:
     loans = _lock_loans([loan_id])
     if loan_id not in loans:
-        raise NotFound(f"No loan {loan_id}.")
+        raise NotFound(Msg(N_("No loan %(id)s."), id=loan_id))
     loan = loans[loan_id]
     if loan.borrower_id != member_id:
-        raise Forbidden("Only the borrower repays a loan.")
+        raise Forbidden(Msg(N_("Only the borrower repays a loan.")))
     if loan.status != "active":
-        raise InvalidState(f"The loan is {loan.status}; nothing is owed.")
+        raise InvalidState(by_status(_NOTHING_OWED, loan.status, f"The loan is {loan.status}; nothing is owed."))
     return loan
 
 
@@ -417,8 +429,13 @@ def repay(loan_id: int, member_id: int, amount: int) -> Repayment:
         owed = amount_owed(loan.id)
         if amount > owed:
             raise ValidationFailed(
-                f"That is more than the {format_amount(owed, loan.currency)} still owed on this loan; "
-                "to repay early, ask for a payoff quote.",
+                Msg(
+                    N_(
+                        "That is more than the %(owed)s still owed on this loan; "
+                        "to repay early, ask for a payoff quote."
+                    ),
+                    owed=Money(owed, loan.currency),
+                ),
                 errors={"amount": [f"at most {format_amount(owed, loan.currency)} is owed"]},
             )
         (repayment,) = _apply([_plan(loan, amount, "manual")])
@@ -571,8 +588,14 @@ def _mark_late(on: date) -> int:
                     (
                         borrower,
                         "installment_late",
-                        f"Installment {number} of loan {loan_id} is late: "
-                        "add money to your wallet so it can be collected.",
+                        Msg(
+                            N_(
+                                "Installment %(number)s of loan %(loan)s is late: "
+                                "add money to your wallet so it can be collected."
+                            ),
+                            number=number,
+                            loan=loan_id,
+                        ),
                         f"/loans/{loan_id}",
                     )
                     for _, borrower, loan_id, _, number in late
@@ -636,13 +659,23 @@ def default_loan(loan_id: int, moment: datetime) -> Loan:
         )
         link = f"/loans/{loan.id}"
         notify_many(
-            [(loan.borrower_id, "loan_defaulted", f"Loan {loan.id} has defaulted after missed installments.", link)]
+            [
+                (
+                    loan.borrower_id,
+                    "loan_defaulted",
+                    Msg(N_("Loan %(loan)s has defaulted after missed installments."), loan=loan.id),
+                    link,
+                )
+            ]
             + [
                 (
                     p.lender_id,
                     "loan_part_defaulted",
-                    f"Loan {loan.id} defaulted: "
-                    f"{format_amount(p.outstanding_principal, p.currency)} of your part was written off.",
+                    Msg(
+                        N_("Loan %(loan)s defaulted: %(amount)s of your part was written off."),
+                        loan=loan.id,
+                        amount=Money(p.outstanding_principal, p.currency),
+                    ),
                     link,
                 )
                 for p in parts

@@ -115,7 +115,7 @@ def _place_errors(form, exc: DomainError, problems: list[str]) -> None:
             _add_errors(form[name], messages)
             placed = True
     if not placed:
-        problems.append(exc.message)
+        problems.append(exc.localized())
 
 
 def _short_of(needed: int, available: int, currency: str, what: str) -> str:
@@ -224,9 +224,9 @@ def borrow():
         _place_errors(form, exc, problems)
         return _render_borrow(form, preview=preview, problems=problems, status=exc.status)
     except (NotVerified, Forbidden) as exc:
-        return _render_borrow(form, preview=preview, problems=[exc.message], status=exc.status)
+        return _render_borrow(form, preview=preview, problems=[exc.localized()], status=exc.status)
     except DomainError as exc:
-        return _render_borrow(form, preview=preview, problems=[exc.message], status=exc.status)
+        return _render_borrow(form, preview=preview, problems=[exc.localized()], status=exc.status)
     if loan_request.status == "funded":
         flash(_funded_message(loan_request), "success")
         return redirect(url_for("lending.loan_detail", loan_id=loan_request.loan_id))
@@ -307,7 +307,7 @@ def cancel_request(request_id: int):
     except (NotFound, Forbidden):
         raise
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
     else:
         flash(
             _(
@@ -356,12 +356,12 @@ def add_comment(request_id: int):
     try:
         comment = conversation.add_comment("loan_request", request_id, web_member().id, form.body.data)
     except ValidationFailed as exc:
-        form.body.errors = [*form.body.errors, *(exc.errors.get("body") or [exc.message])]
+        form.body.errors = [*form.body.errors, *(exc.errors.get("body") or [exc.localized()])]
         return render_request(request_id, comment_form=form, status=exc.status)
     except NotFound:
         raise
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
         return redirect(url_for("lending.request_detail", request_id=request_id, _anchor="discussion"))
     flash(_("Your comment is posted."), "success")
     return redirect(url_for("lending.request_detail", request_id=request_id, _anchor=f"comment-{comment.id}"))
@@ -417,7 +417,7 @@ def lend():
         _place_errors(form, exc, problems)
         return _render_lend(form, problems=problems, status=exc.status)
     except DomainError as exc:
-        return _render_lend(form, problems=[exc.message], status=exc.status)
+        return _render_lend(form, problems=[exc.localized()], status=exc.status)
     lent = offer.amount - offer.remaining
     amounts = {
         "amount": format_money(offer.amount, currency),
@@ -451,7 +451,7 @@ def cancel_offer(offer_id: int):
     try:
         market.cancel_offer(offer_id, member.id)
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
     else:
         flash(
             _(
@@ -535,12 +535,12 @@ def repay(loan_id: int):
         _add_errors(form.amount, [_short_of(amount, _available(member.id, currency), currency, "payment")])
         return render_loan(loan_id, repay_form=form, status=exc.status)
     except ValidationFailed as exc:
-        _add_errors(form.amount, [exc.message])
+        _add_errors(form.amount, [exc.localized()])
         return render_loan(loan_id, repay_form=form, status=exc.status)
     except (NotFound, Forbidden):
         raise
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
         return redirect(url_for("lending.loan_detail", loan_id=loan_id))
     flash(
         _(
@@ -571,7 +571,7 @@ def payoff(loan_id: int):
     except (NotFound, Forbidden):
         raise
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
     else:
         flash(
             _(

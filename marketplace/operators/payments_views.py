@@ -42,7 +42,7 @@ def payout_approve(part_id: int):
     try:
         part = payouts.approve_payout(part_id, current_user.id, ip=_ip())
     except DomainError as exc:
-        flash(_("Payout %(id)s was not approved: %(reason)s", id=part_id, reason=exc.message), "danger")
+        flash(_("Payout %(id)s was not approved: %(reason)s", id=part_id, reason=exc.localized()), "danger")
         return redirect(url_for("operators.payouts_queue"))
     shown = format_money(part.amount, part.currency)
     if part.status == "paid":
@@ -79,7 +79,7 @@ def payout_reject(part_id: int):
     try:
         part = payouts.reject_payout(part_id, current_user.id, reason=form.reason.data or "", ip=_ip())
     except DomainError as exc:
-        flash(_("Payout %(id)s was not rejected: %(reason)s", id=part_id, reason=exc.message), "danger")
+        flash(_("Payout %(id)s was not rejected: %(reason)s", id=part_id, reason=exc.localized()), "danger")
         return redirect(url_for("operators.payouts_queue"))
     flash(
         _(
@@ -108,5 +108,5 @@ def reconciliation():
             key="STRIPE_API_KEY",
         )
     except (ProviderUnavailable, DomainError) as exc:
-        problem, status = _("Stripe could not be asked: %(reason)s", reason=exc.message), 503
+        problem, status = _("Stripe could not be asked: %(reason)s", reason=exc.localized()), 503
     return render_template("operators/reconciliation.html", report=report, problem=problem), status

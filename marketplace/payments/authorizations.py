@@ -35,9 +35,9 @@ from ..db import transaction
 from ..errors import InsufficientFunds, InvalidState, NotFound, PoolNotOpen
 from ..extensions import db
 from ..ledger import services as ledger
-from ..money import format_amount
 from ..notifications.services import notify
 from ..operators.services import record_audit
+from ..texts import N_, Moment, Money, Msg
 from . import customers, outbox
 from .models import CardAuthorization
 from .providers import (
@@ -163,10 +163,19 @@ def warn_if_expires_early(auth: CardAuthorization, pool) -> bool:
     notify(
         auth.member_id,
         "card_authorization_expiring",
-        f"Your card authorization of {format_amount(auth.amount, auth.currency)} for pool “{pool.title}” expires "
-        f"on {auth.expires_at:%Y-%m-%d %H:%M} UTC, before the pool closes on {pool.deadline:%Y-%m-%d %H:%M} UTC. "
-        f"Re-authorize your card after {renew_from:%Y-%m-%d %H:%M} UTC, or switch the pledge to wallet funds; "
-        "otherwise it moves to your wallet funds (or lapses) when the authorization expires.",
+        Msg(
+            N_(
+                "Your card authorization of %(amount)s for pool “%(title)s” expires on %(expires)s, before the "
+                "pool closes on %(deadline)s. Re-authorize your card after %(renew_from)s, or switch the pledge "
+                "to wallet funds; otherwise it moves to your wallet funds (or lapses) when the authorization "
+                "expires."
+            ),
+            amount=Money(auth.amount, auth.currency),
+            title=pool.title,
+            expires=Moment(auth.expires_at),
+            deadline=Moment(pool.deadline),
+            renew_from=Moment(renew_from),
+        ),
         "/wallet",
     )
     auth.expiry_notified_at = now()
@@ -320,7 +329,7 @@ def _lock(auth_id: int) -> CardAuthorization:
         execution_options={"populate_existing": True},
     ).scalar_one_or_none()
     if auth is None:
-        raise NotFound(f"No card authorization {auth_id}.")
+        raise NotFound(Msg(N_("No card authorization %(id)s."), id=auth_id))
     return auth
 
 
@@ -332,7 +341,7 @@ def _lock_chain(auth_id: int):
         select(CardAuthorization.pool_id, CardAuthorization.pledge_id).where(CardAuthorization.id == auth_id)
     ).first()
     if ids is None:
-        raise NotFound(f"No card authorization {auth_id}.")
+        raise NotFound(Msg(N_("No card authorization %(id)s."), id=auth_id))
     pool = db.session.execute(
         select(Pool).where(Pool.id == ids[0]).with_for_update(read=True, of=Pool),
         execution_options={"populate_existing": True},
@@ -384,13 +393,19 @@ def fail_capture(auth: CardAuthorization, result: ProviderResult) -> None:
         paid_from_wallet = True
     except InsufficientFunds:
         paid_from_wallet = False
-    shown = format_amount(amount, auth.currency)
+    shown = Money(amount, auth.currency)
     if paid_from_wallet:
-        message = f"Your card would not pay {shown} for your pledge; it was paid from your wallet instead."
+        message = Msg(
+            N_("Your card would not pay %(amount)s for your pledge; it was paid from your wallet instead."),
+            amount=shown,
+        )
     else:
-        message = (
-            f"Your card would not pay {shown} for your pledge, and your wallet does not cover it. "
-            "Please deposit the amount: an operator will contact you."
+        message = Msg(
+            N_(
+                "Your card would not pay %(amount)s for your pledge, and your wallet does not cover it. "
+                "Please deposit the amount: an operator will contact you."
+            ),
+            amount=shown,
         )
         log.error("Card capture %s failed and the wallet cannot pay: pool %s escrow short", auth.id, auth.pool_id)
     notify(auth.member_id, "card_capture_failed", message, f"/pools/{auth.pool_id}")
@@ -434,7 +449,7 @@ def on_intent_event(intent: dict, kind: str) -> dict:
         fail_capture(auth, ProviderResult("failed", auth.intent_id, "The card authorization expired before capture."))
     elif kind == "canceled" and auth.status == "authorized":
         # The provider dropped the hold (it expired, or was cancelled by hand): the pledge lost its backing.
-        lapse(auth, reason="Your card authorization was cancelled by the card network.")
+        lapse(auth, reason=Msg(N_("Your card authorization was cancelled by the card network.")))
         _move(auth, "canceled")
     return {"handled": True, "authorization_id": auth.id, "status": auth.status}
 
@@ -446,11 +461,11 @@ def _own_open_pledge(member_id: int, auth_id: int):
     """Lock pool, pledge and authorization; the member's, backing an active pledge of an open pool."""
     pool, pledge, auth = _lock_chain(auth_id)
     if auth.member_id != member_id:
-        raise NotFound(f"No card authorization {auth_id}.")
+        raise NotFound(Msg(N_("No card authorization %(id)s."), id=auth_id))
     if pool.status != "open" or now() >= pool.deadline:
-        raise PoolNotOpen(f"Pool {pool.id} is no longer open.")
+        raise PoolNotOpen(Msg(N_("Pool %(id)s is no longer open."), id=pool.id))
     if pledge.status != "active" or pledge.funding != "card" or auth.status != "authorized":
-        raise InvalidState("This card authorization no longer backs an active pledge.")
+        raise InvalidState(Msg(N_("This card authorization no longer backs an active pledge.")))
     return pool, pledge, auth
 
 
@@ -484,7 +499,7 @@ def reauthorize(
     auth = get_for_member(member_id, auth_id)  # a check without locks: the provider call comes next
     pool = db.session.get(Pool, auth.pool_id)
     if pool.status != "open" or now() >= pool.deadline or auth.status != "authorized":
-        raise InvalidState("This card authorization no longer backs an active pledge in an open pool.")
+        raise InvalidState(Msg(N_("This card authorization no longer backs an active pledge in an open pool.")))
     amount, currency, method, pool_id = (
         auth.amount,
         auth.currency,
@@ -534,32 +549,42 @@ def latest_for_pledge(pledge_id: int) -> CardAuthorization | None:
 def get_for_member(member_id: int, auth_id: int) -> CardAuthorization:
     auth = db.session.get(CardAuthorization, auth_id)
     if auth is None or auth.member_id != member_id:
-        raise NotFound(f"No card authorization {auth_id}.")
+        raise NotFound(Msg(N_("No card authorization %(id)s."), id=auth_id))
     return auth
 
 
 # ---------------------------------------------------------------- expiry and the sweep
 
 
-def lapse(auth: CardAuthorization, *, reason: str = "Your card authorization expired.") -> str:
+def lapse(auth: CardAuthorization, *, reason: Msg | None = None) -> str:
     """An authorization that can no longer back its active pledge: wallet funds if they cover it, else the
     pledge is withdrawn. The caller has locked pool, pledge and authorization (``_lock_chain``)."""
     from ..pools.models import Pledge
 
     pledge = db.session.get(Pledge, auth.pledge_id)  # locked by the caller (``_lock_chain``)
-    shown = format_amount(auth.amount, auth.currency)
+    reason = reason or Msg(N_("Your card authorization expired."))
+    shown = Money(auth.amount, auth.currency)
     if pledge.status != "active" or pledge.funding != "card":
         _move(auth, "cancel_due")
         return "cancelled"
     try:
         _to_wallet(pledge, auth)  # place_hold checks the wallet before it writes anything
-        outcome, message = "switched", f"{reason} Your pledge now holds {shown} of your wallet instead."
+        outcome = "switched"
+        message = Msg(
+            N_("%(reason)s Your pledge now holds %(amount)s of your wallet instead."), reason=reason, amount=shown
+        )
     except InsufficientFunds:
         pledge.status = "withdrawn"
         pledge.resolved_at = now()
         _move(auth, "cancel_due")
         outcome = "withdrawn"
-        message = f"{reason} Your wallet does not cover {shown}, so the pledge was withdrawn; pledge again to rejoin."
+        message = Msg(
+            N_(
+                "%(reason)s Your wallet does not cover %(amount)s, so the pledge was withdrawn; pledge again to rejoin."
+            ),
+            reason=reason,
+            amount=shown,
+        )
     notify(auth.member_id, "card_authorization_lapsed", message, f"/pools/{auth.pool_id}")
     db.session.flush()
     return outcome

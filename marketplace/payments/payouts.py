@@ -26,9 +26,9 @@ from ..db import transaction
 from ..errors import InvalidState, NotFound
 from ..extensions import db
 from ..ledger import services as ledger
-from ..money import format_amount
 from ..notifications.services import notify
 from ..operators.services import record_audit
+from ..texts import N_, Money, Msg, by_status
 from . import outbox
 from .models import Payment, PayoutPart
 from .providers import ProviderUnavailable, get_provider, provider_named
@@ -164,7 +164,7 @@ def _lock_part(part_id: int) -> PayoutPart:
         execution_options={"populate_existing": True},
     ).scalar_one_or_none()
     if part is None:
-        raise NotFound(f"No payout {part_id}.")
+        raise NotFound(Msg(N_("No payout %(id)s."), id=part_id))
     return part
 
 
@@ -269,14 +269,18 @@ def fail_part(part: PayoutPart, message: str = "") -> PayoutPart:
     )
     db.session.add(replacement)
     db.session.flush()
-    what = "A refund to your card" if part.method == "refund" else "A payout"
-    notify(
-        part.member_id,
-        "payout_delayed",
-        f"{what} of {format_amount(part.amount, part.currency)} could not be made. It is queued for an "
-        "operator to pay out to you; the money is safe in the meantime.",
-        "/wallet",
+    template = (
+        N_(
+            "A refund to your card of %(amount)s could not be made. It is queued for an operator to pay out "
+            "to you; the money is safe in the meantime."
+        )
+        if part.method == "refund"
+        else N_(
+            "A payout of %(amount)s could not be made. It is queued for an operator to pay out to you; "
+            "the money is safe in the meantime."
+        )
     )
+    notify(part.member_id, "payout_delayed", Msg(template, amount=Money(part.amount, part.currency)), "/wallet")
     refresh_withdrawal(part.payment_id)
     return replacement
 
@@ -319,12 +323,25 @@ def recent_manual_parts(limit: int = 50) -> list[PayoutPart]:
     )
 
 
+_NOT_WAITING = {
+    "pending": N_("Payout %(id)s is pending, not waiting for approval."),
+    "sent": N_("Payout %(id)s is sent, not waiting for approval."),
+    "paid": N_("Payout %(id)s is paid, not waiting for approval."),
+    "failed": N_("Payout %(id)s is failed, not waiting for approval."),
+    "returned": N_("Payout %(id)s is returned, not waiting for approval."),
+}
+
+
+def _not_waiting(part_id: int, status: str) -> Msg | str:
+    return by_status(_NOT_WAITING, status, f"Payout {part_id} is {status}, not waiting for approval.", id=part_id)
+
+
 def approve_payout(part_id: int, operator_id: int, *, ip: str = "") -> PayoutPart:
     """An operator approves a queued payout: the provider pays it out (confirmed now or by webhook)."""
     with transaction():
         part = _lock_part(part_id)
         if part.method != "manual" or part.status != "queued":
-            raise InvalidState(f"Payout {part_id} is {part.status}, not waiting for approval.")
+            raise InvalidState(_not_waiting(part_id, part.status))
         part.status = "sent"
         part.reviewed_by = operator_id
         part.reviewed_at = now()
@@ -374,7 +391,7 @@ def reject_payout(part_id: int, operator_id: int, *, reason: str = "", ip: str =
     with transaction():
         part = _lock_part(part_id)
         if part.method != "manual" or part.status != "queued":
-            raise InvalidState(f"Payout {part_id} is {part.status}, not waiting for approval.")
+            raise InvalidState(_not_waiting(part_id, part.status))
         pending = pending_payouts_account(part.member_id, part.currency)
         wallet = ledger.wallet_account(part.member_id, part.currency)
         entry = ledger.post_entry(
@@ -397,12 +414,17 @@ def reject_payout(part_id: int, operator_id: int, *, reason: str = "", ip: str =
             {"member_id": part.member_id, "amount": part.amount, "currency": part.currency, "reason": reason},
             ip=ip,
         )
+        amount = Money(part.amount, part.currency)
         notify(
             part.member_id,
             "payout_returned",
-            f"A payout of {format_amount(part.amount, part.currency)} was not made"
-            + (f" ({reason})" if reason else "")
-            + ". The money is back in your wallet.",
+            Msg(
+                N_("A payout of %(amount)s was not made (%(reason)s). The money is back in your wallet."),
+                amount=amount,
+                reason=reason,
+            )
+            if reason
+            else Msg(N_("A payout of %(amount)s was not made. The money is back in your wallet."), amount=amount),
             "/wallet",
         )
         db.session.flush()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from ..errors import DomainError, ValidationFailed
+from ..texts import N_
 
 
 class ProviderUnavailable(DomainError):  # noqa: N818 - named like errors.py: the rule that broke
@@ -27,7 +28,7 @@ class ProviderUnavailable(DomainError):  # noqa: N818 - named like errors.py: th
 
     status = 503
     reason = "provider_unavailable"
-    default_message = "The payment provider is unavailable; please try again later."
+    default_message = N_("The payment provider is unavailable; please try again later.")
 
 
 class CardDeclined(DomainError):  # noqa: N818 - the rule that broke
@@ -35,13 +36,13 @@ class CardDeclined(DomainError):  # noqa: N818 - the rule that broke
 
     status = 402
     reason = "card_declined"
-    default_message = "Your card was declined."
+    default_message = N_("Your card was declined.")
 
 
 class CardNeedsAuthentication(DomainError):  # noqa: N818 - the rule that broke
     status = 409
     reason = "card_authentication_required"
-    default_message = (
+    default_message = N_(
         "This card needs the cardholder to authenticate (3-D Secure), which a card-backed pledge "
         "cannot do; pledge with wallet funds, or deposit with this card first."
     )

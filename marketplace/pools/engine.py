@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import accumulate
 
-from marketplace.money import format_amount
+from marketplace.texts import N_, Money, Msg, N_plural
 
 FILLED = "filled"
 RELEASED = "released"
@@ -65,6 +65,9 @@ class BidOutcome:
     winner: bool
     reason: str | None
     explanation: str
+    # The explanation as a translatable text (``str(message) == explanation``); for a bid that could not
+    # clear, ``message.params["why"]`` is the sentence after "Could not clear: ".
+    message: Msg | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,16 @@ class _PledgeLine:
 
 def _cleared(bid: Bid, volume: int, unit_price: int, served: int) -> BidOutcome:
     total = volume * unit_price
+    message = Msg.plural_of(
+        N_plural(
+            "Cleared %(volume)s units at %(price)s for %(num)d pledge, total %(total)s.",
+            "Cleared %(volume)s units at %(price)s for %(num)d pledges, total %(total)s.",
+        ),
+        served,
+        volume=volume,
+        price=Money(unit_price),
+        total=Money(total),
+    )
     return BidOutcome(
         bid_id=bid.id,
         cleared=True,
@@ -132,12 +145,13 @@ def _cleared(bid: Bid, volume: int, unit_price: int, served: int) -> BidOutcome:
         total=total,
         winner=False,
         reason=None,
-        explanation=f"Cleared {volume} units at {format_amount(unit_price)} "
-        f"for {served} pledge{'s' if served != 1 else ''}, total {format_amount(total)}.",
+        explanation=str(message),
+        message=message,
     )
 
 
-def _not_cleared(bid: Bid, reason: str, why: str) -> BidOutcome:
+def _not_cleared(bid: Bid, reason: str, why: Msg) -> BidOutcome:
+    message = Msg(N_("Could not clear: %(why)s."), why=why)
     return BidOutcome(
         bid_id=bid.id,
         cleared=False,
@@ -147,7 +161,8 @@ def _not_cleared(bid: Bid, reason: str, why: str) -> BidOutcome:
         total=None,
         winner=False,
         reason=reason,
-        explanation=f"Could not clear: {why}.",
+        explanation=str(message),
+        message=message,
     )
 
 
@@ -156,31 +171,62 @@ def _failure(bid: Bid, min_volume: int, line: _PledgeLine) -> BidOutcome:
     first_tier = bid.tiers[0].min_volume
     lower = max(min_volume, first_tier)
     if not line.volumes:
-        return _not_cleared(bid, "no_pledges", "no pledges")
+        return _not_cleared(bid, "no_pledges", Msg(N_("no pledges")))
     if line.total < min_volume:
         return _not_cleared(
-            bid, "below_min_volume", f"only {line.total} units pledged, below the pool minimum of {min_volume}"
+            bid,
+            "below_min_volume",
+            Msg(
+                N_("only %(total)s units pledged, below the pool minimum of %(minimum)s"),
+                total=line.total,
+                minimum=min_volume,
+            ),
         )
     if line.total < first_tier:
         return _not_cleared(
-            bid, "below_first_tier", f"only {line.total} units pledged, below the bid's first tier of {first_tier}"
+            bid,
+            "below_first_tier",
+            Msg(
+                N_("only %(total)s units pledged, below the bid's first tier of %(first_tier)s"),
+                total=line.total,
+                first_tier=first_tier,
+            ),
         )
     if lower > bid.capacity:
-        return _not_cleared(bid, "over_capacity", f"capacity {bid.capacity} is below the {lower} units needed")
+        return _not_cleared(
+            bid,
+            "over_capacity",
+            Msg(N_("capacity %(capacity)s is below the %(needed)s units needed"), capacity=bid.capacity, needed=lower),
+        )
     k = bisect_left(line.volumes, lower)
     smallest = line.volumes[k]
     if smallest > bid.capacity:
         return _not_cleared(
             bid,
             "over_capacity",
-            f"the smallest volume of whole pledges reaching {lower} units is {smallest}, above capacity {bid.capacity}",
+            Msg(
+                N_(
+                    "the smallest volume of whole pledges reaching %(needed)s units is %(smallest)s, "
+                    "above capacity %(capacity)s"
+                ),
+                needed=lower,
+                smallest=smallest,
+                capacity=bid.capacity,
+            ),
         )
     price, accepted = price_at(bid.tiers, smallest), -line.neg_prices[k]
     return _not_cleared(
         bid,
         "price_too_high",
-        f"at every volume it can serve its price is above what the last pledge in line accepts "
-        f"(at {smallest} units: {format_amount(price)} against {format_amount(accepted)})",
+        Msg(
+            N_(
+                "at every volume it can serve its price is above what the last pledge in line accepts "
+                "(at %(volume)s units: %(price)s against %(accepted)s)"
+            ),
+            volume=smallest,
+            price=Money(price),
+            accepted=Money(accepted),
+        ),
     )
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..clock import now
 from ..db import BigId, UTCDateTime
 from ..extensions import db
+from ..texts import Msg
 
 POOL_STATUSES = ("open", "awarded", "failed", "cancelled", "delivered")
 PLEDGE_STATUSES = ("active", "withdrawn", "filled", "released")
@@ -115,6 +116,8 @@ class Bid(db.Model):
     outcome_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     outcome_reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
     outcome_explanation: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    # The explanation as a translatable text (``texts.Msg.to_json``); None for bids closed before it was kept.
+    outcome_params: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     tiers: Mapped[list[BidTier]] = relationship(order_by="BidTier.min_volume", lazy="selectin", back_populates="bid")
     supplier = relationship("Member", lazy="joined")
@@ -132,6 +135,7 @@ class Bid(db.Model):
             "winner": self.status == "won",
             "reason": self.outcome_reason,
             "explanation": self.outcome_explanation,
+            "message": Msg.from_json(self.outcome_params),  # pages only: the API's schema leaves it out
         }
 
 

@@ -24,14 +24,46 @@ from ..extensions import db
 from ..ledger import services as ledger
 from ..ledger.batch import NewEntry, post_entries
 from ..ledger.settlement import settle_holds
-from ..money import MAX_AMOUNT, fee, format_amount
+from ..money import MAX_AMOUNT, fee
 from ..notifications.services import notify, notify_many
 from ..operators.services import record_audit
 from ..payments import authorizations
-from . import engine
+from ..texts import N_, Money, Msg, N_plural, by_status
+from . import engine, queries
 from .models import Bid, BidTier, Pledge, Pool
 
-COUNTED_PLEDGES = ("active", "filled", "released")
+COUNTED_PLEDGES = queries.COUNTED_PLEDGES  # withdrawn pledges never count
+
+# Refusals that name a status: one whole sentence per status, so each language can make the words agree.
+_NOT_OPEN = {
+    "awarded": N_("Pool %(id)s is awarded, not open."),
+    "failed": N_("Pool %(id)s is failed, not open."),
+    "cancelled": N_("Pool %(id)s is cancelled, not open."),
+    "delivered": N_("Pool %(id)s is delivered, not open."),
+}
+_ALREADY_CLOSED = {
+    "awarded": N_("Pool %(id)s is already awarded."),
+    "failed": N_("Pool %(id)s is already failed."),
+    "cancelled": N_("Pool %(id)s is already cancelled."),
+    "delivered": N_("Pool %(id)s is already delivered."),
+}
+_NOT_DELIVERABLE = {
+    "open": N_("Only an awarded pool can be delivered; this one is open."),
+    "failed": N_("Only an awarded pool can be delivered; this one is failed."),
+    "cancelled": N_("Only an awarded pool can be delivered; this one is cancelled."),
+    "delivered": N_("Only an awarded pool can be delivered; this one is delivered."),
+}
+_NOT_CANCELLABLE = {
+    "awarded": N_("A awarded pool cannot be cancelled."),
+    "failed": N_("A failed pool cannot be cancelled."),
+    "cancelled": N_("A cancelled pool cannot be cancelled."),
+    "delivered": N_("A delivered pool cannot be cancelled."),
+}
+_PLEDGE_DONE = {
+    "withdrawn": N_("The pledge is already withdrawn."),
+    "filled": N_("The pledge is already filled."),
+    "released": N_("The pledge is already released."),
+}
 
 # ---------------------------------------------------------------- reading
 
@@ -39,7 +71,7 @@ COUNTED_PLEDGES = ("active", "filled", "released")
 def get_pool(pool_id: int) -> Pool:
     pool = db.session.get(Pool, pool_id)
     if pool is None:
-        raise NotFound(f"No pool {pool_id}.")
+        raise NotFound(Msg(N_("No pool %(id)s."), id=pool_id))
     return pool
 
 
@@ -49,15 +81,15 @@ def _lock_pool(pool_id: int, *, share: bool = False) -> Pool:
         execution_options={"populate_existing": True},
     ).scalar_one_or_none()
     if pool is None:
-        raise NotFound(f"No pool {pool_id}.")
+        raise NotFound(Msg(N_("No pool %(id)s."), id=pool_id))
     return pool
 
 
 def _ensure_open(pool: Pool) -> None:
     if pool.status != "open":
-        raise PoolNotOpen(f"Pool {pool.id} is {pool.status}, not open.")
+        raise PoolNotOpen(by_status(_NOT_OPEN, pool.status, f"Pool {pool.id} is {pool.status}, not open.", id=pool.id))
     if now() >= pool.deadline:
-        raise PoolNotOpen(f"Pool {pool.id} passed its deadline and is waiting to be closed.")
+        raise PoolNotOpen(Msg(N_("Pool %(id)s passed its deadline and is waiting to be closed."), id=pool.id))
 
 
 def list_pools(*, status: str | None = None, q: str | None = None, closing_soon: bool = False, offset=0, limit=50):
@@ -120,31 +152,10 @@ def present_pools(pools: list[Pool]) -> list[dict]:
     ids = [p.id for p in pools]
     stats = pool_stats(ids)
     bids = priced_bids(ids)
-    out = []
-    for pool in pools:
-        volume = stats[pool.id]["volume"]
-        out.append(
-            {
-                "id": pool.id,
-                "title": pool.title,
-                "description": pool.description,
-                "unit": pool.unit,
-                "currency": pool.currency,
-                "min_volume": pool.min_volume,
-                "deadline": pool.deadline,
-                "status": pool.status,
-                "organizer_id": pool.organizer_id,
-                "volume": volume,
-                "pledge_count": stats[pool.id]["pledge_count"],
-                "best_unit_price": engine.best_unit_price(bids.get(pool.id, []), volume),
-                "bid_count": len(bids.get(pool.id, [])),
-                "award": pool.award,
-                "created_at": pool.created_at,
-                "closed_at": pool.closed_at,
-                "delivered_at": pool.delivered_at,
-            }
-        )
-    return out
+    return [
+        queries.pool_dict(pool, stats[pool.id]["volume"], stats[pool.id]["pledge_count"], bids.get(pool.id, []))
+        for pool in pools
+    ]
 
 
 def present_pool(pool: Pool) -> dict:
@@ -152,15 +163,8 @@ def present_pool(pool: Pool) -> dict:
 
 
 def pool_insight(pool: Pool) -> dict:
-    """Numbers for the pool page: progress, best price, next break, curve."""
-    data = present_pool(pool)
-    bids = priced_bids([pool.id]).get(pool.id, [])
-    volume = data["volume"]
-    data["next_break"] = engine.next_price_break(bids, volume)
-    data["curve"] = engine.price_curve(bids)
-    data["progress_pct"] = min(100, (volume * 100) // pool.min_volume) if pool.min_volume else 0
-    data["units_to_min"] = max(0, pool.min_volume - volume)
-    return data
+    """Numbers for the pool page: progress, best price, next break, curve (one read, queries.insight)."""
+    return queries.insight(queries.pool_snapshot(pool.id))
 
 
 # ---------------------------------------------------------------- creating
@@ -181,12 +185,12 @@ def create_pool(
     with transaction():
         actor = get_member(actor_id)
         if actor.role == "supplier":
-            raise Forbidden("Suppliers bid on pools; members and operators organise them.")
+            raise Forbidden(Msg(N_("Suppliers bid on pools; members and operators organise them.")))
         if not actor.is_operator and not actor.is_verified:
-            raise NotVerified("Only verified members can organise a pool; ask an operator to verify you.")
+            raise NotVerified(Msg(N_("Only verified members can organise a pool; ask an operator to verify you.")))
         if deadline <= now():
             raise ValidationFailed(
-                "The deadline must be in the future.", errors={"deadline": ["must be in the future"]}
+                Msg(N_("The deadline must be in the future.")), errors={"deadline": ["must be in the future"]}
             )
         if currency not in current_app.config["CURRENCIES"]:
             raise ValidationFailed(errors={"currency": ["unknown currency"]})
@@ -226,7 +230,7 @@ def place_pledge(
     held = quantity * max_unit_price
     if held > MAX_AMOUNT:
         raise ValidationFailed(
-            "quantity x max_unit_price may not exceed 10^12 minor units.",
+            Msg(N_("quantity x max_unit_price may not exceed 10^12 minor units.")),
             errors={"quantity": ["quantity x max_unit_price exceeds 10^12"]},
         )
     if (funding or ("card" if payment_method else "wallet")) == "card":
@@ -234,7 +238,7 @@ def place_pledge(
     with transaction():
         member = get_member(member_id)
         if member.role == "supplier":
-            raise Forbidden("Suppliers cannot pledge to pools.")
+            raise Forbidden(Msg(N_("Suppliers cannot pledge to pools.")))
         pool = _lock_pool(pool_id, share=True)
         _ensure_open(pool)
         wallet = ledger.wallet_account(member_id, pool.currency)
@@ -269,7 +273,7 @@ def _place_card_pledge(pool_id, member_id, quantity, max_unit_price, payment_met
     held = quantity * max_unit_price
     member = get_member(member_id)
     if member.role == "supplier":
-        raise Forbidden("Suppliers cannot pledge to pools.")
+        raise Forbidden(Msg(N_("Suppliers cannot pledge to pools.")))
     _ensure_open(get_pool(pool_id))
     authorized = authorizations.authorize(
         member_id,
@@ -313,12 +317,12 @@ def withdraw_pledge(pool_id: int, pledge_id: int, member_id: int) -> Pledge:
             execution_options={"populate_existing": True},
         ).scalar_one_or_none()
         if pledge is None or pledge.pool_id != pool.id:
-            raise NotFound(f"No pledge {pledge_id} in pool {pool_id}.")
+            raise NotFound(Msg(N_("No pledge %(pledge)s in pool %(pool)s."), pledge=pledge_id, pool=pool_id))
         if pledge.member_id != member_id:
-            raise Forbidden("Only the member who made a pledge can withdraw it.")
+            raise Forbidden(Msg(N_("Only the member who made a pledge can withdraw it.")))
         _ensure_open(pool)
         if pledge.status != "active":
-            raise InvalidState(f"The pledge is already {pledge.status}.")
+            raise InvalidState(by_status(_PLEDGE_DONE, pledge.status, f"The pledge is already {pledge.status}."))
         card_ids = []
         if pledge.funding == "card":
             card_ids = authorizations.cancel_for_pledges([pledge.id])
@@ -374,7 +378,7 @@ def validate_tiers(tiers: list[dict], capacity: int) -> None:
     if tiers and capacity * tiers[-1]["unit_price"] > MAX_AMOUNT * 1000:
         errors["capacity"] = ["capacity x unit_price is out of range"]
     if errors:
-        raise ValidationFailed("The bid's tiers are not valid.", errors=errors)
+        raise ValidationFailed(Msg(N_("The bid's tiers are not valid.")), errors=errors)
 
 
 def place_bid(pool_id: int, supplier_id: int, *, tiers: list[dict], capacity: int) -> Bid:
@@ -385,7 +389,7 @@ def place_bid(pool_id: int, supplier_id: int, *, tiers: list[dict], capacity: in
     with transaction():
         supplier = get_member(supplier_id)
         if not supplier.is_supplier:
-            raise Forbidden("Only suppliers can bid on pools.")
+            raise Forbidden(Msg(N_("Only suppliers can bid on pools.")))
         pool = _lock_pool(pool_id)
         _ensure_open(pool)
         previous = db.session.execute(
@@ -435,11 +439,13 @@ def close_pool(pool_id: int, actor_id: int | None = None, *, ip: str = "") -> Po
         pool = _lock_pool(pool_id)
         actor = get_member(actor_id) if actor_id is not None else None
         if actor is not None and not (actor.is_operator or actor.id == pool.organizer_id):
-            raise Forbidden("Only the pool's organizer or an operator can close it.")
+            raise Forbidden(Msg(N_("Only the pool's organizer or an operator can close it.")))
         if pool.status != "open":
-            raise PoolNotOpen(f"Pool {pool.id} is already {pool.status}.")
+            raise PoolNotOpen(
+                by_status(_ALREADY_CLOSED, pool.status, f"Pool {pool.id} is already {pool.status}.", id=pool.id)
+            )
         if actor_id is None and now() < pool.deadline:
-            raise InvalidState("The scheduler closes a pool only after its deadline.")
+            raise InvalidState(Msg(N_("The scheduler closes a pool only after its deadline.")))
         # A card pledge whose authorization cannot last until its capture moves to wallet funds, or lapses.
         card_ids = authorizations.lapse_expired(now(), pool_id=pool.id)["ids"]
         pledges = _active_pledge_rows(pool.id)
@@ -484,6 +490,7 @@ def _record_outcomes(bids: list[Bid], result: engine.ClearingResult) -> None:
         bid.outcome_total = outcome.total
         bid.outcome_reason = outcome.reason
         bid.outcome_explanation = outcome.explanation[:300]
+        bid.outcome_params = outcome.message.to_json() if outcome.message is not None else None
 
 
 class PledgeRow(NamedTuple):
@@ -561,42 +568,58 @@ def _write_pledge_fates(pool_id: int, pledges: list[PledgeRow], result: engine.C
 def _notify_close(pool: Pool, pledges: list[PledgeRow], bids: list[Bid], result: engine.ClearingResult) -> None:
     link = f"/pools/{pool.id}"
     rows = []
-    price = format_amount(pool.award_unit_price, pool.currency) if pool.status == "awarded" else ""
+    price = Money(pool.award_unit_price, pool.currency) if pool.status == "awarded" else None
     for pledge in pledges:
         filled = result.fates.get(pledge.id) == "filled"
         if pool.status == "awarded" and filled:
-            msg = (
-                f"Pool “{pool.title}” was awarded at {price} per {pool.unit}: you were charged "
-                f"{format_amount(_charge(pledge, result), pool.currency)} and the rest of your hold was released."
+            msg = Msg(
+                N_(
+                    "Pool “%(title)s” was awarded at %(price)s per %(unit)s: you were charged %(charged)s "
+                    "and the rest of your hold was released."
+                ),
+                title=pool.title,
+                price=price,
+                unit=pool.unit,
+                charged=Money(_charge(pledge, result), pool.currency),
             )
             rows.append((pledge.member_id, "pool_awarded", msg, link))
         elif pool.status == "awarded":
-            reason = (
-                "above your maximum price"
+            template = (
+                N_(
+                    "Pool “%(title)s” was awarded at %(price)s, above your maximum price: your pledge was released "
+                    "and nothing was charged."
+                )
                 if pledge.max_unit_price < pool.award_unit_price
-                else "but the winning supplier's capacity was filled by earlier pledges in the clearing order"
+                else N_(
+                    "Pool “%(title)s” was awarded at %(price)s, but the winning supplier's capacity was filled by "
+                    "earlier pledges in the clearing order: your pledge was released and nothing was charged."
+                )
             )
-            msg = f"Pool “{pool.title}” was awarded at {price}, {reason}: your pledge was released and nothing was charged."
-            rows.append((pledge.member_id, "pool_released", msg, link))
+            rows.append((pledge.member_id, "pool_released", Msg(template, title=pool.title, price=price), link))
         else:
-            msg = f"Pool “{pool.title}” failed: no bid could clear it. Your hold was released; nothing was charged."
+            msg = Msg(
+                N_("Pool “%(title)s” failed: no bid could clear it. Your hold was released; nothing was charged."),
+                title=pool.title,
+            )
             rows.append((pledge.member_id, "pool_failed", msg, link))
     for bid in bids:
         if bid.status == "won":
-            msg = (
-                f"You won pool “{pool.title}”: {pool.award_volume} {pool.unit} at "
-                f"{format_amount(pool.award_unit_price, pool.currency)}. Confirm delivery to be paid."
+            msg = Msg(
+                N_("You won pool “%(title)s”: %(volume)s %(unit)s at %(price)s. Confirm delivery to be paid."),
+                title=pool.title,
+                volume=pool.award_volume,
+                unit=pool.unit,
+                price=Money(pool.award_unit_price, pool.currency),
             )
             rows.append((bid.supplier_id, "bid_won", msg, link))
         else:
-            rows.append(
-                (
-                    bid.supplier_id,
-                    "bid_lost",
-                    f"Your bid on pool “{pool.title}” did not win. {bid.outcome_explanation}",
-                    link,
-                )
+            explanation = Msg.from_json(bid.outcome_params) or bid.outcome_explanation
+            msg = Msg(
+                N_("Your bid on pool “%(title)s” did not win. %(explanation)s"),
+                title=pool.title,
+                explanation=explanation,
             )
+            rows.append((bid.supplier_id, "bid_lost", msg, link))
     notify_many(rows)
 
 
@@ -632,14 +655,26 @@ def confirm_delivery(pool_id: int, supplier_id: int) -> Pool:
     with transaction():
         pool = _lock_pool(pool_id)
         if pool.status != "awarded":
-            raise InvalidState(f"Only an awarded pool can be delivered; this one is {pool.status}.")
+            raise InvalidState(
+                by_status(
+                    _NOT_DELIVERABLE, pool.status, f"Only an awarded pool can be delivered; this one is {pool.status}."
+                )
+            )
         if pool.award_supplier_id != supplier_id:
-            raise Forbidden("Only the winning supplier confirms delivery.")
+            raise Forbidden(Msg(N_("Only the winning supplier confirms delivery.")))
         waiting, short = authorizations.unsettled_captures(pool.id)
         if waiting:
             raise InvalidState(
-                f"{waiting} card payment(s) of {format_amount(short, pool.currency)} have not reached the escrow yet; "
-                "confirm delivery once they are collected.",
+                Msg.plural_of(
+                    N_plural(
+                        "%(num)d card payment(s) of %(amount)s have not reached the escrow yet; "
+                        "confirm delivery once they are collected.",
+                        "%(num)d card payment(s) of %(amount)s have not reached the escrow yet; "
+                        "confirm delivery once they are collected.",
+                    ),
+                    waiting,
+                    amount=Money(short, pool.currency),
+                ),
                 reason="payments_pending",
             )
         escrow = ledger.ensure_account(pool.escrow_code, pool.currency, "escrow")
@@ -667,7 +702,10 @@ def confirm_delivery(pool_id: int, supplier_id: int) -> Pool:
                 (
                     m,
                     "pool_delivered",
-                    f"Pool “{pool.title}” was delivered. Tell other members how it went: leave a review.",
+                    Msg(
+                        N_("Pool “%(title)s” was delivered. Tell other members how it went: leave a review."),
+                        title=pool.title,
+                    ),
                     f"/pools/{pool.id}",
                 )
                 for m in filled
@@ -676,8 +714,12 @@ def confirm_delivery(pool_id: int, supplier_id: int) -> Pool:
         notify(
             supplier_id,
             "payout",
-            f"Payout for pool “{pool.title}”: {format_amount(total - platform_fee, pool.currency)} "
-            f"(fee {format_amount(platform_fee, pool.currency)}).",
+            Msg(
+                N_("Payout for pool “%(title)s”: %(amount)s (fee %(fee)s)."),
+                title=pool.title,
+                amount=Money(total - platform_fee, pool.currency),
+                fee=Money(platform_fee, pool.currency),
+            ),
             f"/pools/{pool.id}",
         )
         db.session.flush()
@@ -693,7 +735,7 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
         actor = get_member(actor_id)
         pool = _lock_pool(pool_id)
         if not (actor.is_operator or actor.id == pool.organizer_id):
-            raise Forbidden("Only the pool's organizer or an operator can cancel it.")
+            raise Forbidden(Msg(N_("Only the pool's organizer or an operator can cancel it.")))
         card_ids: list[int] = []
         if pool.status == "open":
             active = _active_pledge_rows(pool.id)
@@ -730,7 +772,7 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
                 pledge.resolved_at = moment
             members = {p.member_id for p in filled + uncharged}
         else:
-            raise InvalidState(f"A {pool.status} pool cannot be cancelled.")
+            raise InvalidState(by_status(_NOT_CANCELLABLE, pool.status, f"A {pool.status} pool cannot be cancelled."))
         bids = list(
             db.session.execute(
                 select(Bid).where(Bid.pool_id == pool.id, Bid.status.in_(("active", "won", "lost")))
@@ -740,14 +782,12 @@ def cancel_pool(pool_id: int, actor_id: int, *, ip: str = "") -> Pool:
             bid.status = "void"
         pool.status = "cancelled"
         pool.cancelled_at = now()
-        message = f"Pool “{pool.title}” was cancelled. Your money was released; nothing is charged."
-        notify_many([(m, "pool_cancelled", message, f"/pools/{pool.id}") for m in members])
-        notify_many(
-            [
-                (b.supplier_id, "pool_cancelled", f"Pool “{pool.title}” was cancelled.", f"/pools/{pool.id}")
-                for b in bids
-            ]
+        message = Msg(
+            N_("Pool “%(title)s” was cancelled. Your money was released; nothing is charged."), title=pool.title
         )
+        notify_many([(m, "pool_cancelled", message, f"/pools/{pool.id}") for m in members])
+        to_suppliers = Msg(N_("Pool “%(title)s” was cancelled."), title=pool.title)
+        notify_many([(b.supplier_id, "pool_cancelled", to_suppliers, f"/pools/{pool.id}") for b in bids])
         record_audit(actor_id, "pool.cancel", "pool", pool.id, {"by": actor.role}, ip=ip)
         db.session.flush()
     authorizations.after_commit(card_ids)

@@ -12,6 +12,7 @@ from ..ledger.models import Account, JournalEntry, Posting
 from ..payments import customers, deposits, payouts
 from ..payments.models import Payment
 from ..payments.providers import get_provider
+from ..texts import N_, Msg
 
 
 def balances(member_id: int) -> list[dict]:
@@ -89,7 +90,7 @@ def confirm_deposit(payment_id: int, succeeded: bool, message: str = "") -> Paym
     with transaction():
         payment = deposits.lock_payment(payment_id)
         if payment is None:
-            raise NotFound(f"No payment {payment_id}.")
+            raise NotFound(Msg(N_("No payment %(id)s."), id=payment_id))
         deposits.apply_outcome(payment, "succeeded" if succeeded else "failed", message)
     return payment
 
@@ -106,7 +107,7 @@ def withdrawal_parts(payment_id: int):
 def get_payment(member_id: int, payment_id: int) -> Payment:
     payment = db.session.get(Payment, payment_id)
     if payment is None or payment.member_id != member_id:
-        raise NotFound(f"No payment {payment_id}.")
+        raise NotFound(Msg(N_("No payment %(id)s."), id=payment_id))
     return payment
 
 

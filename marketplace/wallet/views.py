@@ -95,7 +95,7 @@ def card_hold(auth_id: int, action: str):
     except (NotFound, Forbidden):
         raise  # another member's card hold: the 403/404 page
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
     return redirect(url_for("wallet.index"))
 
 
@@ -200,7 +200,7 @@ def deposit():
     try:
         payment = services.deposit(member_id, amount, currency, method, card_token=token)
     except DomainError as exc:
-        return _deposit_error(form, form.amount, exc.message, exc.status)
+        return _deposit_error(form, form.amount, exc.localized(), exc.status)
     shown = format_money(amount, currency)
     if payment.status == "succeeded":
         flash(_("Deposited %(amount)s. It is in your wallet now.", amount=shown), "success")
@@ -269,7 +269,7 @@ def withdraw():
         ]
         return _render(withdrawal_form=form, status=exc.status)
     except DomainError as exc:
-        form.amount.errors = [*form.amount.errors, exc.message]
+        form.amount.errors = [*form.amount.errors, exc.localized()]
         return _render(withdrawal_form=form, status=exc.status)
     shown = format_money(amount, currency)
     if payment.status == "succeeded":

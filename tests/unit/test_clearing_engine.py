@@ -267,7 +267,8 @@ def test_engine_imports_only_stdlib_and_money_and_uses_no_float():
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module)
     assert imported <= {"__future__", "bisect", "collections.abc", "dataclasses", "datetime", "itertools"} | {
-        "marketplace.money"
+        "marketplace.money",
+        "marketplace.texts",  # pure too (tests/unit/test_texts.py): the explanations as translatable texts
     }
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, float)]
     assert not [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "float"]

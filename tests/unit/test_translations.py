@@ -17,7 +17,16 @@ from babel.messages.pofile import read_po
 ROOT = Path(__file__).resolve().parents[2]
 TRANSLATIONS = ROOT / "marketplace" / "translations"
 LANGUAGES = ("es", "fi", "it")
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "_l": None, "lazy_gettext": None, "N_": None}
+KEYWORDS = {
+    "_": None,
+    "gettext": None,
+    "ngettext": (1, 2),
+    "_l": None,
+    "lazy_gettext": None,
+    "N_": None,
+    "N_plural": (1, 2),  # marketplace/texts.py: a stored or raised text that takes a number
+    "pgettext": ((1, "c"), 2),
+}
 PLACEHOLDER = re.compile(r"%\([a-zA-Z_]+\)[sd]|%[sd]")
 
 
@@ -27,14 +36,15 @@ def _clean_database():
     yield
 
 
-def _source_messages() -> set[str]:
+def _source_messages() -> set[tuple[str | None, str]]:
+    """(context, msgid) of every message in the source: ``pgettext("pool status", "Open")`` is its own message."""
     method_map = [("marketplace/**.py", "python"), ("templates/**.html", "jinja2")]
     found = set()
-    for _path, _line, message, _comments, _context in extract_from_dir(
+    for _path, _line, message, _comments, context in extract_from_dir(
         str(ROOT), method_map=method_map, keywords={**KEYWORDS}
     ):
-        found.add(message[0] if isinstance(message, tuple) else message)
-    return {m for m in found if m}
+        found.add((context, message[0] if isinstance(message, tuple) else message))
+    return {m for m in found if m[1]}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +67,7 @@ def test_every_ui_string_is_translated(language, source_messages):
         key = message.id[0] if isinstance(message.id, (list, tuple)) else message.id
         strings = message.string if isinstance(message.string, (list, tuple)) else (message.string,)
         if not message.fuzzy and all(strings):
-            translated[key] = message
+            translated[(message.context, key)] = message
     missing = sorted(source_messages - set(translated))
     assert missing == [], f"{language}: {len(missing)} untranslated message(s), e.g. {missing[:5]}"
 
