@@ -71,9 +71,10 @@ bench: $(STAMP) wrk
 # (which runs a short version on PostgreSQL). Its database's schema is dropped and rebuilt.
 SOAK_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/soak
 SOAK_SECONDS ?= 60
+SOAK_STRICT ?= 1
 soak: $(STAMP)
 	@createdb -h 127.0.0.1 -U postgres soak 2>/dev/null || true
-	TEST_DATABASE_URL=$(SOAK_DATABASE_URL) SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m pytest tests/soak -s
+	TEST_DATABASE_URL=$(SOAK_DATABASE_URL) SOAK_SECONDS=$(SOAK_SECONDS) SOAK_STRICT=$(SOAK_STRICT) $(BIN)/python -m pytest tests/soak -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check marketplace tests
