@@ -14,7 +14,8 @@ import hashlib
 import json
 
 from flask import Response, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from ..clock import now
@@ -47,7 +48,7 @@ def idempotency_key() -> str | None:
     return key
 
 
-def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
+def _replay(record, fingerprint: str) -> Response:
     if record.request_hash != fingerprint:
         raise IdempotencyKeyReused()
     response = Response(record.response_body, status=record.status_code, mimetype="application/json")
@@ -55,10 +56,46 @@ def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
     return response
 
 
-def _find(member_id: int, key: str) -> IdempotencyRecord | None:
-    return db.session.execute(
-        select(IdempotencyRecord).where(IdempotencyRecord.member_id == member_id, IdempotencyRecord.key == key)
-    ).scalar_one_or_none()
+# Plain statements on the table, built once: every command sent with a key runs them.
+_records = IdempotencyRecord.__table__
+_FIND = select(_records.c.request_hash, _records.c.status_code, _records.c.response_body).where(
+    _records.c.member_id == bindparam("member_id"), _records.c.key == bindparam("key")
+)
+_FINISH = (
+    update(_records)
+    .where(_records.c.id == bindparam("record_id"))
+    .values(status_code=bindparam("final_status"), response_body=bindparam("final_body"))
+)
+_FORGET = delete(_records).where(_records.c.id == bindparam("record_id"))
+
+
+@functools.cache
+def _claim_statement(dialect: str):
+    """``INSERT … ON CONFLICT (member_id, key) DO NOTHING RETURNING id``: the key's id, or no row if taken.
+
+    One statement where a lookup and an insert were two. On PostgreSQL it waits,
+    like the insert did, while another transaction holds the same key uncommitted.
+    """
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(_records).on_conflict_do_nothing(index_elements=["member_id", "key"]).returning(_records.c.id)
+
+
+def _find(member_id: int, key: str):
+    return db.session.execute(_FIND, {"member_id": member_id, "key": key}).first()
+
+
+def _claim(member_id: int, key: str, fingerprint: str) -> int | None:
+    """Record the key for this command (status 0 until it answers); None if the member already used it."""
+    statement = _claim_statement(db.session.get_bind().dialect.name)
+    values = {
+        "member_id": member_id,
+        "key": key,
+        "request_hash": fingerprint,
+        "status_code": 0,
+        "response_body": "",
+        "created_at": now(),
+    }
+    return db.session.execute(statement, values).scalar_one_or_none()
 
 
 def idempotent(view):
@@ -77,29 +114,20 @@ def idempotent(view):
         member = api_member()
         member_id = member.id
         fingerprint = request_fingerprint()
-        existing = _find(member_id, key)
-        if existing is not None:
-            return _replay(existing, fingerprint)
         try:
             with transaction():
-                record = IdempotencyRecord(
-                    member_id=member_id,
-                    key=key,
-                    request_hash=fingerprint,
-                    status_code=0,
-                    response_body="",
-                    created_at=now(),
-                )
-                db.session.add(record)
-                db.session.flush()  # waits here if another request holds this key
+                record_id = _claim(member_id, key, fingerprint)  # waits here if another request holds this key
+                if record_id is None:  # the member used this key before: answer as the first time
+                    existing = _find(member_id, key)
+                    if existing is None:  # a committed record is never deleted, so this cannot happen
+                        raise RuntimeError(f"idempotency key of member {member_id} taken but not found")
+                    return _replay(existing, fingerprint)
                 response = view(*args, **kwargs)
                 if response.status_code < 400:
-                    record.status_code = response.status_code
-                    record.response_body = response.get_data(as_text=True)
-                    db.session.flush()
+                    final = {"final_status": response.status_code, "final_body": response.get_data(as_text=True)}
+                    db.session.execute(_FINISH, {"record_id": record_id, **final})
                 else:
-                    db.session.delete(record)
-                    db.session.flush()
+                    db.session.execute(_FORGET, {"record_id": record_id})
             return response
         except IntegrityError:
             db.session.rollback()

@@ -5,7 +5,7 @@ from flask import request
 from ..accounts.auth import api_member
 from ..apiutil import BEARER, ApiBlueprint, page_slice
 from ..ledger.idempotency import idempotency_key, idempotent
-from . import services
+from . import queries, services
 from .schemas import BidIn, BidOut, PledgeIn, PledgeOut, PoolIn, PoolOut, PoolQuery
 
 bp = ApiBlueprint("pools_api", __name__, url_prefix="/api/v1", description="Buying pools: pledges, bids, clearing")
@@ -46,7 +46,9 @@ def list_pools(args, pagination_parameters):
 def get_pool(pool_id):
     """One pool with its pledged volume and current best unit price."""
     api_member()
-    return services.present_pool(services.get_pool(pool_id))
+    pool = queries.present(queries.pool_snapshot(pool_id))
+    queries.finish_read()
+    return pool
 
 
 @bp.post("/pools/<int:pool_id>/pledges")

@@ -8,6 +8,7 @@ may browse the list and a pool's page; every action needs a signed-in member.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -20,11 +21,11 @@ from ..accounts.auth import web_member
 from ..clock import now
 from ..conversation import services as conversation
 from ..errors import DomainError, Forbidden, InsufficientFunds, NotFound, NotVerified, ValidationFailed
-from ..i18n import format_money, format_number
+from ..i18n import current_locale, format_money, format_number
 from ..money import MAX_AMOUNT
 from ..templating import Page, page_from_request
 from ..wallet import services as wallet
-from . import chart, services
+from . import chart, queries, services
 from .forms import MIN_TIER_ROWS, BidForm, CommentForm, PledgeForm, PoolForm, ReviewForm
 
 bp = Blueprint("pools", __name__)
@@ -60,6 +61,19 @@ def closes_in(deadline: datetime) -> str:
     return _("closes in %(time)s", time=" ".join(parts) if parts else _("less than a minute"))
 
 
+@lru_cache(maxsize=256)
+def _chart_svg(steps: tuple, volume: int, min_volume: int, currency: str, unit: str, locale: str) -> str:
+    """The price chart: chart.render_svg is pure, so its SVG is kept for the same curve, volumes and language."""
+    return chart.render_svg(
+        list(steps),
+        current_volume=volume,
+        min_volume=min_volume,
+        currency=currency,
+        unit=unit,
+        wording=CHART_WORDING,
+    )
+
+
 def _member():
     return web_member() if current_user.is_authenticated else None
 
@@ -91,9 +105,8 @@ def _place_errors(form, exc: DomainError) -> None:
         _add_errors(first, [exc.message])
 
 
-def _comment_page(pool_id: int) -> Page:
+def _comment_page(total: int) -> Page:
     """The thread is shown newest last; without ``?cpage=`` the last page (the newest comments)."""
-    total = conversation.count_comments("pool", pool_id)
     last = Page(1, COMMENTS_PER_PAGE, total).pages
     raw = request.args.get("cpage", "")
     number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else last
@@ -110,35 +123,42 @@ def render_detail(
     review_form: ReviewForm | None = None,
     status: int = 200,
 ):
-    """The pool page, optionally with a submitted form (and its errors) in place."""
-    pool = services.get_pool(pool_id)
-    insight = services.pool_insight(pool)
-    bids = services.priced_bids([pool.id]).get(pool.id, [])
-    steps = chart.steps_from_bids(bids)
-    svg = chart.render_svg(
-        steps,
-        current_volume=insight["volume"],
-        min_volume=pool.min_volume,
-        currency=pool.currency,
-        unit=pool.unit,
-        wording=CHART_WORDING,
-    )
+    """The pool page, optionally with a submitted form (and its errors) in place.
+
+    The pool's public numbers come from one read model (queries.pool_snapshot: one
+    statement); what only the signed-in viewer may see is read for that viewer alone.
+    """
+    snapshot = queries.pool_snapshot(pool_id, with_comment_count=True)
+    pool = snapshot.pool
+    insight = queries.insight(snapshot)
+    steps = chart.steps_from_bids(snapshot.bids)
+    svg = _chart_svg(tuple(steps), insight["volume"], pool.min_volume, pool.currency, pool.unit, current_locale())
     member = _member()
     accepting = pool.status == "open" and now() < pool.deadline
     own_pledges, own_bid, can_review, available = [], None, False, None
     if member is not None:
         if not member.is_supplier:
-            own_pledges = [p for p in services.pledges_in_pool(pool.id, member.id) if p.member_id == member.id]
+            own_pledges = queries.own_pledges(pool.id, member.id)
             available = _available(member.id, pool.currency)
         if member.is_supplier and pool.status == "open":
             own_bid = next(iter(services.bids_for(pool.id, member.id)), None)
-        can_review = conversation.can_review(pool.id, member.id)
+        can_review = pool.status == "delivered" and conversation.can_review(pool.id, member.id)
     raw_rows = request.args.get("rows", "")
     rows = int(raw_rows) if raw_rows.isascii() and raw_rows.isdigit() and len(raw_rows) < 4 else MIN_TIER_ROWS
     if bid_form is None:
         bid_form = BidForm.from_bid(own_bid, rows) if own_bid is not None else BidForm.blank_form(rows)
-    comparison = services.closed_pool_bids(pool.id)
-    comment_page = _comment_page(pool.id)
+    comparison = services.closed_pool_bids(pool.id) if pool.status != "open" else []
+    comment_page = _comment_page(snapshot.comment_count)
+    comments = []
+    if snapshot.comment_count:
+        comments = conversation.comments("pool", pool.id, offset=comment_page.offset, limit=comment_page.per_page)
+    # Forms only where the page shows them (a visitor who is not signed in sees none of them).
+    if pledge_form is None and member is not None and not member.is_supplier and accepting:
+        pledge_form = PledgeForm(formdata=None)
+    if review_form is None and can_review:
+        review_form = ReviewForm(formdata=None)
+    if comment_form is None and member is not None:
+        comment_form = CommentForm(formdata=None)
     return render_template(
         "pools/detail.html",
         pool=pool,
@@ -151,18 +171,18 @@ def render_detail(
         own_pledges=own_pledges,
         available=available,
         own_bid=own_bid,
-        pledge_form=pledge_form or PledgeForm(formdata=None),
+        pledge_form=pledge_form,
         preview=preview,
         bid_form=bid_form,
         more_rows=min(20, len(bid_form.rows) + 3),
         comparison=comparison,
         winner=next((b for b in comparison if b.id == pool.winning_bid_id), None),
         can_review=can_review,
-        review_form=review_form or ReviewForm(formdata=None),
-        reviews=conversation.pool_reviews(pool.id),
-        comments=conversation.comments("pool", pool.id, offset=comment_page.offset, limit=comment_page.per_page),
+        review_form=review_form,
+        reviews=conversation.pool_reviews(pool.id) if pool.status != "open" else [],  # reviews follow delivery
+        comments=comments,
         comment_page=comment_page,
-        comment_form=comment_form or CommentForm(formdata=None),
+        comment_form=comment_form,
     ), status
 
 
@@ -173,7 +193,7 @@ def _act(pool_id: int, action, success, anchor: str | None = None):
     except (NotFound, Forbidden):
         raise  # another member's pledge or pool: the 403/404 page, never a flash that hides it
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
     else:
         flash(success(result), "success")
     return _back(pool_id, anchor)
@@ -210,7 +230,9 @@ def index():
 
 @bp.get("/pools/<int:pool_id>")
 def detail(pool_id: int):
-    return render_detail(pool_id)
+    page = render_detail(pool_id)
+    queries.finish_read()
+    return page
 
 
 @bp.get("/pledges")
@@ -305,7 +327,7 @@ def pledge(pool_id: int):
     except NotFound:
         raise
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
         return _back(pool_id)
     flash(
         _(
@@ -364,7 +386,7 @@ def bid(pool_id: int):
     except NotFound:
         raise
     except DomainError as exc:
-        flash(exc.message, "danger")
+        flash(exc.localized(), "danger")
         return _back(pool_id)
     flash(
         ngettext(

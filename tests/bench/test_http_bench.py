@@ -24,8 +24,15 @@ soundness, never a timing: every answer 2xx, no socket error, each pledge
 wrk sent made exactly one pledge, one idempotency record and one hold, and
 the ledger invariants hold afterwards.
 
-``BENCH_HTTP_PROFILE=1`` also profiles each route in this process (Flask's
-test client under cProfile, same database) and prints where the time goes.
+Beside requests/s, each run reports the CPU time one request costs (the
+gunicorn workers, the database's backends and wrk, read from /proc): unlike
+requests/s, that hardly depends on what else the machine is running, and
+hello-world's CPU over the route's ("cpu x") is the ratio an idle machine
+would show.
+
+``BENCH_HTTP_PROFILE=1`` also measures each route in this process (Flask's
+test client, same database): CPU ms per request, the SQL of one request, and
+a cProfile (CPU time) of where it goes.
 """
 
 from __future__ import annotations
@@ -35,15 +42,17 @@ import io
 import os
 import pstats
 import re
+import resource
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 
 from marketplace.extensions import db
 from tests.soak.server import Gunicorn
@@ -71,6 +80,11 @@ class WrkResult:
     non_2xx: int
     socket_errors: dict[str, int]
     output: str
+    cpu: dict[str, float] | None = None  # CPU ms per request: app (gunicorn workers), db (its backends), wrk
+
+    @property
+    def cpu_ms(self) -> float | None:
+        return sum(self.cpu.values()) if self.cpu else None
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -106,7 +120,9 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def run_wrk(url: str, seconds: int, *, token: str | None = None, script: Path | None = None, args=()) -> WrkResult:
+def run_wrk(
+    url: str, seconds: int, *, token: str | None = None, script: Path | None = None, args=(), meter=None
+) -> WrkResult:
     command = [WRK, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
     if token and script is None:
         command += ["-H", f"Authorization: Bearer {token}"]
@@ -115,9 +131,82 @@ def run_wrk(url: str, seconds: int, *, token: str | None = None, script: Path | 
     command.append(url)
     if args:
         command += ["--", *args]
+    before = meter.read() if meter else None
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = meter.read() if meter else None
     assert result.returncode == 0, f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-    return parse_wrk(result.stdout)
+    parsed = parse_wrk(result.stdout)
+    if meter is not None and before is not None and after is not None and parsed.requests:
+        wrk_seconds = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
+        parsed.cpu = {name: 1000 * CpuMeter.spent(before, after, name) / parsed.requests for name in ("app", "db")}
+        parsed.cpu["wrk"] = 1000 * wrk_seconds / parsed.requests
+    return parsed
+
+
+# ---------------------------------------------------------------- CPU per request (Linux /proc)
+#
+# Requests/s depend on whatever else the machine runs at the time; the CPU time
+# one request costs the server's processes does much less. Each wrk run also
+# reads the CPU time of the gunicorn workers and of the PostgreSQL backends
+# serving the bench database (when PostgreSQL runs on this machine), and wrk's
+# own: "cpu ms" is their sum per request, and "cpu x" hello's sum divided by
+# the route's, the ratio requests/s would have on a machine doing nothing else.
+
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def cpu_seconds(pids) -> dict[int, float]:
+    """User + system CPU time of each of these processes (those still running)."""
+    out = {}
+    for pid in pids:
+        fields = _proc_stat(pid)
+        if fields is not None:
+            out[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return out
+
+
+def child_pids(parent: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = _proc_stat(int(stat.parent.name))
+        if fields is not None and int(fields[1]) == parent:
+            out.append(int(stat.parent.name))
+    return out
+
+
+class CpuMeter:
+    """CPU seconds so far of the gunicorn workers ("app") and of the database's backends ("db")."""
+
+    def __init__(self, app, master_pid: int):
+        self.app, self.master_pid = app, master_pid
+
+    def backends(self) -> list[int]:
+        with self.app.app_context():
+            pids = db.session.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            ).scalars()
+            pids = list(pids)
+            db.session.remove()
+        return [pid for pid in pids if _proc_stat(pid) is not None]  # only when PostgreSQL runs here
+
+    def read(self) -> dict[str, dict[int, float]] | None:
+        if not Path("/proc/self/stat").exists():
+            return None
+        return {"app": cpu_seconds(child_pids(self.master_pid)), "db": cpu_seconds(self.backends())}
+
+    @staticmethod
+    def spent(before: dict, after: dict, name: str) -> float:
+        """Seconds spent between two readings by the processes of the second (new ones: all they spent)."""
+        return sum(seconds - before[name].get(pid, 0.0) for pid, seconds in after[name].items())
 
 
 # ---------------------------------------------------------------- the data
@@ -213,12 +302,29 @@ def _pledge_effects(app, world: dict) -> dict:
 # ---------------------------------------------------------------- profiling (BENCH_HTTP_PROFILE=1)
 
 
+def _cpu_ms_per_request(call, requests: int, rounds: int = 3) -> float:
+    """CPU time of this process per request, the best of a few rounds (no profiler)."""
+    best = None
+    for _ in range(rounds):
+        started = time.process_time()
+        for i in range(requests):
+            call(i)
+        spent = 1000 * (time.process_time() - started) / requests
+        best = spent if best is None else min(best, spent)
+    return best
+
+
 def _profile(app, world: dict, requests_per_route: int = 200) -> str:
-    """Each route served in this process under cProfile: the top functions by cumulative time."""
+    """Each route served in this process: CPU ms per request, then under cProfile (CPU time) the top functions."""
+    from marketplace import register_bench_routes
+
+    if "bench_hello" not in app.view_functions:
+        register_bench_routes(app)  # hello-world in this process too (this app has served no request yet)
     client = app.test_client()
     auth = {"Authorization": f"Bearer {world['token']}"}
     pledge_auth = {"Authorization": f"Bearer {world['pledger_tokens'][0]}"}
     routes = {
+        "hello": lambda i: client.get("/bench/hello"),
         "api_get": lambda i: client.get(f"/api/v1/pools/{world['shown']}", headers=auth),
         "pool_page": lambda i: client.get(f"/pools/{world['shown']}"),
         "pledge_post": lambda i: client.post(
@@ -236,21 +342,28 @@ def _profile(app, world: dict, requests_per_route: int = 200) -> str:
     with app.app_context():
         engine = db.engine
     event.listen(engine, "before_cursor_execute", count)
+    cpu = {}
     for name, call in routes.items():
         for i in range(10):  # warm up caches, templates, prepared statements
             call(i)
+        cpu[name] = _cpu_ms_per_request(call, requests_per_route)
+    out.write("\n==== CPU ms per request in this process (Flask's test client, no profiler; best of 3 rounds)\n")
+    out.write("".join(f"  {name:12} {ms:6.2f} ms  ({ms / cpu['hello']:4.1f} x hello)\n" for name, ms in cpu.items()))
+    for name, call in routes.items():
+        if name == "hello":
+            continue
         statements.clear()
         call(0)
         out.write(f"\n==== {name}: {len(statements)} SQL statements through SQLAlchemy in one request\n")
         out.write("".join(f"  {' '.join(s.split())[:160]}\n" for s in statements))
-        profiler = cProfile.Profile()
+        profiler = cProfile.Profile(time.process_time)  # CPU time: waits for the database are not counted
         profiler.enable()
         for i in range(requests_per_route):
             response = call(i)
             assert response.status_code < 300, response.get_data(as_text=True)[:300]
         profiler.disable()
         stats = pstats.Stats(profiler, stream=out)
-        out.write(f"\n==== {name}: {requests_per_route} requests in this process\n")
+        out.write(f"\n==== {name}: {requests_per_route} requests in this process (CPU time)\n")
         stats.sort_stats("cumulative").print_stats(25)
         stats.sort_stats("tottime").print_stats(12)
     event.remove(engine, "before_cursor_execute", count)
@@ -274,6 +387,7 @@ def test_http_throughput(bench_app):
         workers = server.booted_workers()
         base = server.url
         hello = base + "/bench/hello"
+        meter = CpuMeter(bench_app, server.process.pid)
         run_wrk(hello, 3 * WARMUP)  # every worker has booted and warmed up
         routes = {
             "api_get": dict(url=f"{base}/api/v1/pools/{world['shown']}", token=world["token"]),
@@ -288,14 +402,14 @@ def test_http_throughput(bench_app):
         for name, spec in routes.items():
             url, options = spec["url"], {k: v for k, v in spec.items() if k != "url"}
             run_wrk(hello, WARMUP)
-            baseline = run_wrk(hello, SECONDS)
+            baseline = run_wrk(hello, SECONDS, meter=meter)
             if name == "pledge_post":  # the warm-up's pledges are real too: keys of their own, counted
                 warm = run_wrk(url, WARMUP, script=PLEDGE_SCRIPT, args=(run + "w", *world["pledger_tokens"]))
                 assert warm.non_2xx == 0, warm.output
                 pledges_sent += warm.requests
             else:
                 run_wrk(url, WARMUP, **options)
-            measured = run_wrk(url, SECONDS, **options)
+            measured = run_wrk(url, SECONDS, meter=meter, **options)
             if name == "pledge_post":
                 pledges_sent += measured.requests
             results[name] = (baseline, measured)
@@ -310,10 +424,16 @@ def test_http_throughput(bench_app):
         "",
         f"HTTP throughput: gunicorn -c gunicorn.conf.py ({workers} sync workers), PostgreSQL, "
         f"wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s; each route right after its hello-world run",
-        f"{'route':34} {'req/s':>9} {'hello/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8}  target",
+        f"{'route':34} {'req/s':>9} {'hello/s':>9} {'ratio':>6} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'cpu ms':>7} {'cpu x':>6}  target",
     ]
+
+    def cpu_text(result: WrkResult) -> str:
+        return f"{result.cpu_ms:7.2f}" if result.cpu_ms else f"{'-':>7}"
+
     for name, (baseline, measured) in results.items():
         ratio = measured.rps / baseline.rps if baseline.rps else 0.0
+        cpu_ratio = f"{baseline.cpu_ms / measured.cpu_ms:6.2f}" if baseline.cpu_ms and measured.cpu_ms else f"{'-':>6}"
         wanted = TARGETS[name]
         verdict = []
         if wanted is not None:
@@ -321,10 +441,22 @@ def test_http_throughput(bench_app):
         verdict.append(f"p99 < {P99_TARGET_MS:g} ms: {'met' if measured.p99_ms < P99_TARGET_MS else 'MISSED'}")
         lines.append(
             f"{labels[name]:34} {measured.rps:9.1f} {baseline.rps:9.1f} {ratio:6.2f} "
-            f"{measured.p50_ms:8.1f} {measured.p99_ms:8.1f}  {'; '.join(verdict)}"
+            f"{measured.p50_ms:8.1f} {measured.p99_ms:8.1f} {cpu_text(measured)} {cpu_ratio}  {'; '.join(verdict)}"
         )
-        hello_line = f"{'  (its hello-world run)':34} {baseline.rps:9.1f} {'':9} {'':6} {baseline.p50_ms:8.1f} {baseline.p99_ms:8.1f}"
+        hello_line = (
+            f"{'  (its hello-world run)':34} {baseline.rps:9.1f} {'':9} {'':6} "
+            f"{baseline.p50_ms:8.1f} {baseline.p99_ms:8.1f} {cpu_text(baseline)}"
+        )
         lines.append(hello_line)
+    lines.append(
+        "cpu ms: CPU time per request of the gunicorn workers + the database's backends + wrk; "
+        "cpu x: hello-world's over the route's (requests/s on an otherwise idle machine)"
+    )
+    for name, (baseline, measured) in results.items():
+        if measured.cpu and baseline.cpu:
+            parts = ", ".join(f"{part} {measured.cpu[part]:.2f}" for part in ("app", "db", "wrk"))
+            hello_parts = ", ".join(f"{part} {baseline.cpu[part]:.2f}" for part in ("app", "db", "wrk"))
+            lines.append(f"  {labels[name]}: {parts} ms (hello-world: {hello_parts} ms)")
     print("\n".join(lines))
 
     # Soundness only: every answer 2xx, no socket error, each pledge sent took effect exactly once.
