@@ -12,17 +12,20 @@ import copy
 import functools
 import hashlib
 import json
+import logging
 
 from flask import Response, request
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..clock import now
 from ..db import transaction
 from ..errors import IdempotencyKeyReused, ValidationFailed
 from ..extensions import db
 from .models import IdempotencyRecord
+
+log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 
@@ -114,27 +117,46 @@ def idempotent(view):
         member = api_member()
         member_id = member.id
         fingerprint = request_fingerprint()
-        try:
-            with transaction():
-                record_id = _claim(member_id, key, fingerprint)  # waits here if another request holds this key
-                if record_id is None:  # the member used this key before: answer as the first time
-                    existing = _find(member_id, key)
-                    if existing is None:  # a committed record is never deleted, so this cannot happen
-                        raise RuntimeError(f"idempotency key of member {member_id} taken but not found")
-                    return _replay(existing, fingerprint)
-                response = view(*args, **kwargs)
-                if response.status_code < 400:
-                    final = {"final_status": response.status_code, "final_body": response.get_data(as_text=True)}
-                    db.session.execute(_FINISH, {"record_id": record_id, **final})
-                else:
-                    db.session.execute(_FORGET, {"record_id": record_id})
-            return response
-        except IntegrityError:
-            db.session.rollback()
-            existing = _find(member_id, key)
-            if existing is None:
-                raise
-            return _replay(existing, fingerprint)
+        for attempt in range(1, RETRIES + 1):
+            try:
+                return _run_once(view, args, kwargs, member_id, key, fingerprint)
+            except OperationalError as exc:
+                # PostgreSQL chose this transaction as a deadlock (or serialization) victim: it was
+                # rolled back whole, nothing of it is left, so run it again, as PostgreSQL advises.
+                if getattr(exc.orig, "sqlstate", None) not in RETRYABLE or attempt == RETRIES:
+                    raise
+                db.session.rollback()
+                log.warning("retrying %s after %s (attempt %d)", request.path, exc.orig.sqlstate, attempt)
+        raise AssertionError("not reached")  # pragma: no cover
 
     wrapper._apidoc = {**copy.deepcopy(getattr(view, "_apidoc", {})), "idempotent": True}
     return wrapper
+
+
+RETRIES = 3
+RETRYABLE = {"40P01", "40001"}  # deadlock_detected, serialization_failure
+
+
+def _run_once(view, args, kwargs, member_id: int, key: str, fingerprint: str):
+    """One attempt of an idempotent request: claim the key, run the view, store its answer; one transaction."""
+    try:
+        with transaction():
+            record_id = _claim(member_id, key, fingerprint)  # waits here if another request holds this key
+            if record_id is None:  # the member used this key before: answer as the first time
+                existing = _find(member_id, key)
+                if existing is None:  # a committed record is never deleted, so this cannot happen
+                    raise RuntimeError(f"idempotency key of member {member_id} taken but not found")
+                return _replay(existing, fingerprint)
+            response = view(*args, **kwargs)
+            if response.status_code < 400:
+                final = {"final_status": response.status_code, "final_body": response.get_data(as_text=True)}
+                db.session.execute(_FINISH, {"record_id": record_id, **final})
+            else:
+                db.session.execute(_FORGET, {"record_id": record_id})
+        return response
+    except IntegrityError:
+        db.session.rollback()
+        existing = _find(member_id, key)
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint)

@@ -102,7 +102,7 @@ def _place_errors(form, exc: DomainError) -> None:
             placed = True
     if not placed:
         first = next(f for f in form if f.type not in ("CSRFTokenField", "HiddenField"))
-        _add_errors(first, [exc.message])
+        _add_errors(first, [exc.localized()])
 
 
 def _comment_page(total: int) -> Page:
@@ -251,7 +251,7 @@ def _create_refusal(member) -> tuple[str, str, int] | None:
     if member.is_supplier:
         return ("supplier", _("Suppliers bid on pools; members and operators organise them."), 403)
     if not member.is_operator and not member.is_verified:
-        return ("unverified", NotVerified.default_message, 403)
+        return ("unverified", NotVerified().localized(), 403)
     return None
 
 
@@ -281,7 +281,7 @@ def create():
         except ValidationFailed as exc:
             _place_errors(form, exc)
         except DomainError as exc:
-            problems.append(exc.message)
+            problems.append(exc.localized())
         else:
             flash(_("Your pool “%(title)s” is open. Share it so members can pledge.", title=pool.title), "success")
             return redirect(url_for("pools.detail", pool_id=pool.id))
@@ -381,7 +381,7 @@ def bid(pool_id: int):
     try:
         services.place_bid(pool_id, member.id, tiers=form.tiers, capacity=form.capacity_value)
     except ValidationFailed as exc:
-        form.add_service_errors(exc.errors, exc.message)
+        form.add_service_errors(exc.errors, exc.localized())
         return render_detail(pool_id, bid_form=form, status=exc.status)
     except NotFound:
         raise

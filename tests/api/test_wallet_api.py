@@ -60,3 +60,50 @@ def test_malformed_json_is_400_and_no_token_is_401(api):
     assert_error(api.post("/api/v1/wallet/deposits", data="{not json", token=token), 400)
     assert_error(api.get("/api/v1/wallet"), 401)
     assert_error(api.get("/api/v1/wallet", token="mkt_nope"), 401)
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def _deadlock_once(monkeypatch, calls: list[int]):
+    """Make wallet withdrawals do their work, then lose a deadlock, on the first call only."""
+    from sqlalchemy.exc import OperationalError
+
+    from marketplace.wallet import services
+
+    real = services.withdraw
+
+    def flaky(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT ... FOR NO KEY UPDATE", {}, _Deadlock("deadlock detected"))
+        return result
+
+    monkeypatch.setattr(services, "withdraw", flaky)
+
+
+def test_a_deadlock_victim_is_run_again_and_takes_effect_once(api, monkeypatch):
+    """PostgreSQL rolls a deadlock victim back whole: the idempotent request runs once more, in a new transaction."""
+    from sqlalchemy import func, select
+
+    from marketplace.extensions import db
+    from marketplace.ledger.models import IdempotencyRecord, JournalEntry
+
+    member = make_member(funds={"EUR": 1_000})
+    token = token_for(member)
+    calls: list[int] = []
+    _deadlock_once(monkeypatch, calls)
+    headers = {"Idempotency-Key": "wd-deadlock"}
+    r = api.post("/api/v1/wallet/withdrawals", {"amount": 300, "currency": "EUR"}, token=token, headers=headers)
+    assert r.status_code == 201, r.get_json()
+    assert len(calls) == 2  # the first attempt's work was rolled back with it
+    assert wallet_of(member.id)["balance"] == 700
+    withdrawals = select(func.count()).select_from(JournalEntry).where(JournalEntry.kind == "withdrawal")
+    assert db.session.execute(withdrawals).scalar_one() == 1
+    assert db.session.execute(select(func.count()).select_from(IdempotencyRecord)).scalar_one() == 1
+    again = api.post("/api/v1/wallet/withdrawals", {"amount": 300, "currency": "EUR"}, token=token, headers=headers)
+    assert again.get_json() == r.get_json()
+    assert wallet_of(member.id)["balance"] == 700
+
