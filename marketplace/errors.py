@@ -25,6 +25,12 @@ class DomainError(Exception):
     its English sentence (the JSON API's ``message``) and ``.msg`` keeps it, so
     a page can show it in the reader's language (``i18n.localized_message``).
     A plain ``str`` is shown as it is (already translated, or from a provider).
+
+    ``errors`` (``{"field": [message, ...]}``) may hold Msg objects too:
+    ``.errors`` is then their English sentences (the JSON API's ``errors``,
+    byte for byte, and never a Msg for marshmallow or flask-smorest), and
+    ``.error_msgs`` keeps them, so a page shows them beside its inputs in the
+    reader's language (``i18n.localized_errors``).
     """
 
     status = 409
@@ -41,7 +47,8 @@ class DomainError(Exception):
             self.msg, text = Msg(self.default_message), self.default_message
         super().__init__(text)
         self.message = text
-        self.errors = errors or {}
+        self.error_msgs = errors or {}
+        self.errors = english_errors(self.error_msgs)
         if reason:
             self.reason = reason
 
@@ -50,6 +57,19 @@ class DomainError(Exception):
         from .i18n import localized_message
 
         return localized_message(self)
+
+
+def english_errors(errors: dict) -> dict:
+    """``{"field": [Msg | str, ...]}`` with every Msg as its English sentence (other values as they are)."""
+
+    def english(value):
+        if isinstance(value, Msg):
+            return str(value)
+        if isinstance(value, (list, tuple)) and any(isinstance(m, Msg) for m in value):
+            return [str(m) if isinstance(m, Msg) else m for m in value]
+        return value
+
+    return {name: english(value) for name, value in errors.items()}
 
 
 class InsufficientFunds(DomainError):

@@ -301,3 +301,17 @@ def localized_message(exc) -> str:
     if isinstance(msg, Msg):
         return render_text(msg)
     return getattr(exc, "message", None) or str(exc)
+
+
+def localized_errors(source) -> dict[str, list[str]]:
+    """A DomainError's per-field messages (or such a dict) in the reader's language, for the inputs of a page.
+
+    Each Msg is translated (``.error_msgs`` keeps them; ``.errors`` is the
+    English the JSON API gives); a plain string is shown as it is.
+    """
+    errors = getattr(source, "error_msgs", source) or {}
+    shown: dict[str, list[str]] = {}
+    for name, messages in errors.items():
+        items = messages if isinstance(messages, (list, tuple)) else [messages]
+        shown[name] = [render_text(m) if isinstance(m, Msg) else str(m) for m in items]
+    return shown

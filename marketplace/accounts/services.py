@@ -40,7 +40,8 @@ def create_member(email: str, password: str, display_name: str, role: str = "mem
     with transaction():
         if find_by_email(email) is not None:
             raise AlreadyExists(
-                Msg(N_("A member with this e-mail address already exists.")), errors={"email": ["already registered"]}
+                Msg(N_("A member with this e-mail address already exists.")),
+                errors={"email": [Msg(N_("already registered"))]},
             )
         member = Member(
             email=email,
@@ -55,7 +56,8 @@ def create_member(email: str, password: str, display_name: str, role: str = "mem
             db.session.flush()
         except IntegrityError as exc:
             raise AlreadyExists(
-                Msg(N_("A member with this e-mail address already exists.")), errors={"email": ["already registered"]}
+                Msg(N_("A member with this e-mail address already exists.")),
+                errors={"email": [Msg(N_("already registered"))]},
             ) from exc
     return member
 
@@ -115,7 +117,7 @@ def set_locale(member_id: int, locale: str | None) -> Member:
     from ..i18n import LANGUAGES
 
     if locale is not None and locale not in LANGUAGES:
-        raise ValidationFailed(errors={"locale": [f"one of {', '.join(LANGUAGES)}"]})
+        raise ValidationFailed(errors={"locale": [Msg(N_("one of %(choices)s"), choices=list(LANGUAGES))]})
     with transaction():
         member = get_member(member_id)
         member.locale = locale

@@ -10,7 +10,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 
 from ..errors import AlreadyExists, DomainError, Unauthorized
 from ..extensions import limiter
-from ..i18n import SESSION_KEY
+from ..i18n import SESSION_KEY, localized_errors
 from ..templating import is_safe_next
 from . import services
 from .auth import web_member
@@ -52,7 +52,7 @@ def signup():
         except AlreadyExists as exc:
             _add_error(form.email, exc.localized())
         except DomainError as exc:
-            for name, messages in exc.errors.items():
+            for name, messages in localized_errors(exc).items():
                 if name in form:
                     for message in messages:
                         _add_error(form[name], message)

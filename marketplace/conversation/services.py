@@ -40,14 +40,15 @@ def _no_target(target_type: str, target_id: int) -> Msg | str:
 def _clean_body(body: str, limit: int) -> str:
     text = (body or "").strip()
     if not text:
-        raise ValidationFailed(Msg(N_("Write something first.")), errors={"body": ["must not be empty"]})
+        raise ValidationFailed(Msg(N_("Write something first.")), errors={"body": [Msg(N_("must not be empty"))]})
     if "\x00" in text:
         raise ValidationFailed(
-            Msg(N_("The text contains a NUL character.")), errors={"body": ["must not contain NUL characters"]}
+            Msg(N_("The text contains a NUL character.")), errors={"body": [Msg(N_("must not contain NUL characters"))]}
         )
     if len(text) > limit:
         raise ValidationFailed(
-            Msg(N_("At most %(limit)s characters."), limit=limit), errors={"body": [f"at most {limit} characters"]}
+            Msg(N_("At most %(limit)s characters."), limit=limit),
+            errors={"body": [Msg(N_("at most %(limit)s characters"), limit=limit)]},
         )
     return text
 
@@ -90,12 +91,12 @@ def add_review(pool_id: int, member_id: int, rating: int, body: str) -> Review:
     from ..pools.models import Pool
 
     if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
-        raise ValidationFailed(errors={"rating": ["must be an integer from 1 to 5"]})
+        raise ValidationFailed(errors={"rating": [Msg(N_("must be an integer from 1 to 5"))]})
     text = (body or "").strip()
     if "\x00" in text:
-        raise ValidationFailed(errors={"body": ["must not contain NUL characters"]})
+        raise ValidationFailed(errors={"body": [Msg(N_("must not contain NUL characters"))]})
     if len(text) > MAX_REVIEW:
-        raise ValidationFailed(errors={"body": [f"at most {MAX_REVIEW} characters"]})
+        raise ValidationFailed(errors={"body": [Msg(N_("at most %(limit)s characters"), limit=MAX_REVIEW)]})
     with transaction():
         pool = db.session.get(Pool, pool_id)
         if pool is None:

@@ -18,6 +18,7 @@ from flask_login import current_user, login_required
 from ..accounts.auth import web_member
 from ..errors import DomainError, Forbidden, NotFound, ValidationFailed
 from ..extensions import limiter
+from ..i18n import localized_errors
 from ..money import round_half_up
 from ..pools.forms import CommentForm, ReviewForm
 from ..pools.views import render_detail
@@ -65,7 +66,7 @@ def add_pool_comment(pool_id: int):
     try:
         comment = services.add_comment("pool", pool_id, web_member().id, form.body.data)
     except ValidationFailed as exc:
-        form.body.errors = [*form.body.errors, *(exc.errors.get("body") or [exc.localized()])]
+        form.body.errors = [*form.body.errors, *(localized_errors(exc).get("body") or [exc.localized()])]
         return render_detail(pool_id, comment_form=form, status=exc.status)
     except NotFound:
         raise
@@ -85,7 +86,7 @@ def add_review(pool_id: int):
     try:
         services.add_review(pool_id, web_member().id, int(form.rating.data), form.body.data or "")
     except ValidationFailed as exc:
-        for name, messages in exc.errors.items():
+        for name, messages in localized_errors(exc).items():
             target = form.rating if name == "rating" else form.body
             target.errors = [*target.errors, *messages]
         return render_detail(pool_id, review_form=form, status=exc.status)

@@ -30,6 +30,7 @@ from ..clock import now
 from ..db import transaction
 from ..errors import InsufficientFunds, InvalidState, LedgerInvariantError, NotFound
 from ..extensions import db
+from ..texts import N_, Money, Msg
 from .models import Account, Hold, JournalEntry, Posting
 from .rules import Balance, Overdrawn, UnbalancedEntry, apply_entry, check_balanced, entry_lines, normal_delta
 
@@ -248,8 +249,16 @@ def _sync_posted(accounts: list, ids: list[int], balances: dict[int, Balance]) -
             set_committed_value(account, "held", balance.held)
 
 
-def _insufficient(exc: Overdrawn) -> InsufficientFunds:
-    return InsufficientFunds(errors={"amount": [f"available balance is {exc.available}"]})
+class _MinorUnits(Money):
+    """The available balance as the API has always said it (bare minor units); pages show it as money."""
+
+    def english(self) -> str:
+        return str(self.amount)
+
+
+def _insufficient(exc: Overdrawn, currency: str | None = None) -> InsufficientFunds:
+    available = _MinorUnits(exc.available, currency) if currency else exc.available
+    return InsufficientFunds(errors={"amount": [Msg(N_("available balance is %(available)s"), available=available)]})
 
 
 # ---------------------------------------------------------------- posting
@@ -390,7 +399,7 @@ def _post(
         try:
             after = apply_entry(balances, pairs)
         except Overdrawn as exc:
-            raise _insufficient(exc) from None
+            raise _insufficient(exc, balances[exc.account_id].currency) from None
         values = dict(
             kind=kind,
             memo=memo[:500],
@@ -506,7 +515,7 @@ def place_hold(account: Account, amount: int, *, reference: str = "") -> Hold:
         balances = lock_balances([account_id])
         balance = balances[account_id]
         if balance.available < amount:
-            raise _insufficient(Overdrawn(account_id, balance.available))
+            raise _insufficient(Overdrawn(account_id, balance.available), balance.currency)
         balance.held += amount
         _set_held(account_id, balance.held)
         sync_accounts([account], balances)

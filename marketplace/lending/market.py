@@ -285,7 +285,7 @@ def _match_offer(offer: LendingOffer) -> None:
 
 def _check_currency(currency: str) -> None:
     if currency not in current_app.config["CURRENCIES"]:
-        raise ValidationFailed(errors={"currency": ["unknown currency"]})
+        raise ValidationFailed(errors={"currency": [Msg(N_("unknown currency"))]})
 
 
 def _borrower(member_id: int):

@@ -436,7 +436,7 @@ def repay(loan_id: int, member_id: int, amount: int) -> Repayment:
                     ),
                     owed=Money(owed, loan.currency),
                 ),
-                errors={"amount": [f"at most {format_amount(owed, loan.currency)} is owed"]},
+                errors={"amount": [Msg(N_("at most %(owed)s is owed"), owed=Money(owed, loan.currency))]},
             )
         (repayment,) = _apply([_plan(loan, amount, "manual")])
     return repayment

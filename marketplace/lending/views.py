@@ -30,7 +30,7 @@ from ..clock import now
 from ..conversation import services as conversation
 from ..errors import DomainError, Forbidden, InsufficientFunds, NotFound, NotVerified, ValidationFailed
 from ..extensions import limiter
-from ..i18n import current_locale, format_day, format_money
+from ..i18n import current_locale, format_day, format_money, localized_errors
 from ..pools.forms import CommentForm
 from ..templating import Page, page_from_request, when
 from ..wallet import services as wallet
@@ -109,7 +109,7 @@ def _add_errors(field, messages) -> None:
 def _place_errors(form, exc: DomainError, problems: list[str]) -> None:
     """A service's ``ValidationFailed.errors`` next to the inputs; what fits no input goes on top."""
     placed = False
-    for name, messages in exc.errors.items():
+    for name, messages in localized_errors(exc).items():
         name = FIELD_NAMES.get(name, name.split(".")[0])
         if name in form and name != "csrf_token":
             _add_errors(form[name], messages)
@@ -356,7 +356,7 @@ def add_comment(request_id: int):
     try:
         comment = conversation.add_comment("loan_request", request_id, web_member().id, form.body.data)
     except ValidationFailed as exc:
-        form.body.errors = [*form.body.errors, *(exc.errors.get("body") or [exc.localized()])]
+        form.body.errors = [*form.body.errors, *(localized_errors(exc).get("body") or [exc.localized()])]
         return render_request(request_id, comment_form=form, status=exc.status)
     except NotFound:
         raise

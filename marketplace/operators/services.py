@@ -11,6 +11,7 @@ from ..clock import now
 from ..db import transaction
 from ..errors import InvalidState
 from ..extensions import db
+from ..texts import N_, Msg
 from .models import AuditLog, TestClock
 
 
@@ -47,7 +48,7 @@ def set_test_clock(operator_id: int, new_now: datetime, *, ip: str = "") -> date
         if new_now < current:
             raise InvalidState(
                 f"The test clock only moves forward; it reads {current.isoformat()}.",
-                errors={"now": ["must not be earlier than the current clock"]},
+                errors={"now": [Msg(N_("must not be earlier than the current clock"))]},
             )
         if row is None:
             db.session.add(TestClock(id=1, now=new_now))

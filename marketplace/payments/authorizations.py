@@ -107,7 +107,7 @@ def authorize(
         metadata={"pool_id": str(pool_id)},
     )
     if result.status == "failed":
-        raise CardDeclined(result.message or None, errors={"payment_method": [result.message or "declined"]})
+        raise CardDeclined(result.message or None, errors={"payment_method": [result.message or Msg(N_("declined"))]})
     if result.status != "authorized":
         _cancel_quietly(provider.name, result.reference)
         raise CardNeedsAuthentication()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from ..errors import DomainError, ValidationFailed
-from ..texts import N_
+from ..texts import N_, Msg
 
 
 class ProviderUnavailable(DomainError):  # noqa: N818 - named like errors.py: the rule that broke
@@ -66,7 +66,7 @@ class PaymentProvider:
     def attach_card_token(self, *, customer: str, token: str) -> str:
         """Save a card tokenized in the browser to the customer; return its payment method id."""
         raise ValidationFailed(
-            "This payment provider takes no card tokens.", errors={"payment_method": ["Not a card provider."]}
+            "This payment provider takes no card tokens.", errors={"payment_method": [Msg(N_("Not a card provider."))]}
         )
 
     def saved_cards(self, customer: str) -> list[dict]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import stripe
 
 from ..errors import ValidationFailed
+from ..texts import N_, Msg
 from .providers import PaymentProvider, ProviderResult, ProviderUnavailable
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,9 @@ def _provider_errors(action: str, member_id: int | str):
     except stripe.InvalidRequestError as exc:
         raise ValidationFailed(
             "The payment provider rejected the request.",
-            errors={exc.param or "payment_method": [exc.user_message or "Not accepted by the payment provider."]},
+            errors={
+                exc.param or "payment_method": [exc.user_message or Msg(N_("Not accepted by the payment provider."))]
+            },
         ) from exc
     except stripe.CardError:
         raise
@@ -130,7 +133,7 @@ class StripeProvider(PaymentProvider):
             return TEST_MODE_DEFAULT_PAYMENT_METHOD
         raise ValidationFailed(
             "The payment provider needs a payment method.",
-            errors={"payment_method": ["Required: a Stripe PaymentMethod id (pm_...)."]},
+            errors={"payment_method": [Msg(N_("Required: a Stripe PaymentMethod id (pm_...)."))]},
         )
 
     # ------------------------------------------------------------ customers and cards

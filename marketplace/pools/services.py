@@ -190,10 +190,10 @@ def create_pool(
             raise NotVerified(Msg(N_("Only verified members can organise a pool; ask an operator to verify you.")))
         if deadline <= now():
             raise ValidationFailed(
-                Msg(N_("The deadline must be in the future.")), errors={"deadline": ["must be in the future"]}
+                Msg(N_("The deadline must be in the future.")), errors={"deadline": [Msg(N_("must be in the future"))]}
             )
         if currency not in current_app.config["CURRENCIES"]:
-            raise ValidationFailed(errors={"currency": ["unknown currency"]})
+            raise ValidationFailed(errors={"currency": [Msg(N_("unknown currency"))]})
         pool = Pool(
             title=title,
             description=description or "",
@@ -231,7 +231,7 @@ def place_pledge(
     if held > MAX_AMOUNT:
         raise ValidationFailed(
             Msg(N_("quantity x max_unit_price may not exceed 10^12 minor units.")),
-            errors={"quantity": ["quantity x max_unit_price exceeds 10^12"]},
+            errors={"quantity": [Msg(N_("quantity x max_unit_price exceeds 10^12"))]},
         )
     if (funding or ("card" if payment_method else "wallet")) == "card":
         return _place_card_pledge(pool_id, member_id, quantity, max_unit_price, payment_method, idempotency_key)
@@ -363,20 +363,22 @@ def pledges_in_pool(pool_id: int, viewer_id: int) -> list[Pledge]:
 
 def validate_tiers(tiers: list[dict], capacity: int) -> None:
     """Tiers must be non-empty, volumes strictly rising, prices not rising."""
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, list[Msg]] = {}
     if not tiers:
-        errors["tiers"] = ["at least one tier is required"]
+        errors["tiers"] = [Msg(N_("at least one tier is required"))]
     for i in range(1, len(tiers)):
         if tiers[i]["min_volume"] <= tiers[i - 1]["min_volume"]:
-            errors.setdefault(f"tiers.{i}.min_volume", []).append("must be greater than the previous tier's min_volume")
+            errors.setdefault(f"tiers.{i}.min_volume", []).append(
+                Msg(N_("must be greater than the previous tier's min_volume"))
+            )
         if tiers[i]["unit_price"] > tiers[i - 1]["unit_price"]:
             errors.setdefault(f"tiers.{i}.unit_price", []).append(
-                "must not be higher than the previous tier's unit_price"
+                Msg(N_("must not be higher than the previous tier's unit_price"))
             )
     if tiers and capacity < tiers[0]["min_volume"]:
-        errors["capacity"] = ["must be at least the first tier's min_volume"]
+        errors["capacity"] = [Msg(N_("must be at least the first tier's min_volume"))]
     if tiers and capacity * tiers[-1]["unit_price"] > MAX_AMOUNT * 1000:
-        errors["capacity"] = ["capacity x unit_price is out of range"]
+        errors["capacity"] = [Msg(N_("capacity x unit_price is out of range"))]
     if errors:
         raise ValidationFailed(Msg(N_("The bid's tiers are not valid.")), errors=errors)
 

@@ -21,7 +21,7 @@ from ..accounts.auth import web_member
 from ..clock import now
 from ..conversation import services as conversation
 from ..errors import DomainError, Forbidden, InsufficientFunds, NotFound, NotVerified, ValidationFailed
-from ..i18n import current_locale, format_money, format_number
+from ..i18n import current_locale, format_money, format_number, localized_errors
 from ..money import MAX_AMOUNT
 from ..templating import Page, page_from_request
 from ..wallet import services as wallet
@@ -96,7 +96,7 @@ def _add_errors(field, messages) -> None:
 def _place_errors(form, exc: DomainError) -> None:
     """A service's ``ValidationFailed.errors`` next to the form's inputs (the rest as the first field's)."""
     placed = False
-    for name, messages in exc.errors.items():
+    for name, messages in localized_errors(exc).items():
         if name in form and name != "csrf_token":
             _add_errors(form[name], messages)
             placed = True
@@ -381,7 +381,7 @@ def bid(pool_id: int):
     try:
         services.place_bid(pool_id, member.id, tiers=form.tiers, capacity=form.capacity_value)
     except ValidationFailed as exc:
-        form.add_service_errors(exc.errors, exc.localized())
+        form.add_service_errors(localized_errors(exc), exc.localized())
         return render_detail(pool_id, bid_form=form, status=exc.status)
     except NotFound:
         raise

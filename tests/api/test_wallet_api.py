@@ -62,7 +62,7 @@ def test_malformed_json_is_400_and_no_token_is_401(api):
     assert_error(api.get("/api/v1/wallet", token="mkt_nope"), 401)
 
 
-class _Deadlock(Exception):
+class _DeadlockError(Exception):
     sqlstate = "40P01"
 
 
@@ -78,7 +78,7 @@ def _deadlock_once(monkeypatch, calls: list[int]):
         result = real(*args, **kwargs)
         calls.append(1)
         if len(calls) == 1:
-            raise OperationalError("SELECT ... FOR NO KEY UPDATE", {}, _Deadlock("deadlock detected"))
+            raise OperationalError("SELECT ... FOR NO KEY UPDATE", {}, _DeadlockError("deadlock detected"))
         return result
 
     monkeypatch.setattr(services, "withdraw", flaky)

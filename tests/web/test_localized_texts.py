@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from marketplace.accounts import services as accounts
+from marketplace.conversation import services as conversation
+from marketplace.errors import InsufficientFunds, ValidationFailed
 from marketplace.extensions import db
+from marketplace.i18n import localized_errors
 from marketplace.lending import market
 from marketplace.lending.models import LoanRequest
 from marketplace.notifications import services as notifications
@@ -193,3 +198,64 @@ def test_the_api_keeps_english_refusals(app):
     )
     assert response.status_code == 409
     assert response.get_json()["message"] == "The loan request is cancelled, not open."
+
+
+# ---------------------------------------------------------------- field errors beside the inputs
+
+
+def delivered_example():
+    story = closed_worked_example()
+    pools.confirm_delivery(story["pool"].id, story["y"].id)
+    return story
+
+
+def test_a_services_field_error_is_shown_beside_the_input_in_the_readers_language(app, monkeypatch):
+    # The page's form allows 4000 characters; the service's own limit is lowered so that it refuses.
+    monkeypatch.setattr(conversation, "MAX_REVIEW", 10)
+    story = delivered_example()
+    pool_id = story["pool"].id
+    client = reader(app, story["a"], "es")
+    refused = client.post(
+        f"/pools/{pool_id}/reviews",
+        data={"csrf_token": token(client, f"/pools/{pool_id}"), "rating": "4", "body": "Panels arrived on time"},
+    )
+    assert refused.status_code == 422
+    body = text(refused)
+    assert "como máximo 10 caracteres" in body and "at most 10 characters" not in body
+    assert conversation.pool_reviews(pool_id) == []
+
+
+def test_the_api_keeps_the_english_field_error(app, monkeypatch):
+    monkeypatch.setattr(conversation, "MAX_REVIEW", 10)
+    story = delivered_example()
+    accounts.set_locale(story["a"].id, "es")
+    response = ApiClient(app.test_client()).post(
+        f"/api/v1/pools/{story['pool'].id}/reviews",
+        {"rating": 4, "body": "Panels arrived on time"},
+        token=token_for(story["a"]),
+        headers={"Accept-Language": "es"},
+    )
+    assert response.status_code == 422
+    assert response.get_json() == {
+        "code": 422,
+        "status": "Unprocessable Entity",
+        "message": "The request did not pass validation.",
+        "reason": "validation_error",
+        "errors": {"body": ["at most 10 characters"]},
+    }
+
+
+def test_field_errors_keep_english_and_localize_their_money(app):
+    member = make_member(funds={"EUR": 300})
+    with pytest.raises(InsufficientFunds) as caught:
+        pools.place_pledge(make_pool(make_member()).id, member.id, quantity=10, max_unit_price=100)
+    exc = caught.value
+    assert exc.errors == {"amount": ["available balance is 300"]}  # what the API has always said
+    with app.test_request_context(headers={"Accept-Language": "es"}):
+        assert localized_errors(exc) == {"amount": ["el saldo disponible es 3,00 EUR"]}
+
+    with pytest.raises(ValidationFailed) as caught:
+        accounts.set_locale(member.id, "xx")
+    assert caught.value.errors == {"locale": ["one of en, es, fi, it"]}
+    with app.test_request_context(headers={"Accept-Language": "es"}):
+        assert localized_errors(caught.value) == {"locale": ["uno de: en, es, fi, it"]}
