@@ -42,8 +42,8 @@ def _member(email: str, name: str, role: str = "member", verified: bool = True):
 
 
 def seed() -> list[str]:
-    from .pools import demo as _pools_demo  # noqa: F401  (registers its step)
     from .lending import demo as _lending_demo  # noqa: F401  (registers its step)
+    from .pools import demo as _pools_demo  # noqa: F401  (registers its step)
     from .wallet import services as wallet
 
     lines: list[str] = []

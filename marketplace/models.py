@@ -3,10 +3,6 @@
 from .accounts.models import ApiToken, Member  # noqa: F401
 from .conversation.models import Comment, Review  # noqa: F401
 from .ledger.models import Account, Hold, IdempotencyRecord, JournalEntry, Posting  # noqa: F401
-from .notifications.models import Notification  # noqa: F401
-from .operators.models import AuditLog, TestClock  # noqa: F401
-from .payments.models import CardAuthorization, Payment, PayoutPart, StripeCustomer, WebhookEvent  # noqa: F401
-from .pools.models import Bid, BidTier, Pledge, Pool  # noqa: F401
 from .lending.models import (  # noqa: F401
     Installment,
     LenderCashFlow,
@@ -18,3 +14,7 @@ from .lending.models import (  # noqa: F401
     PartInstallment,
     Repayment,
 )
+from .notifications.models import Notification  # noqa: F401
+from .operators.models import AuditLog, TestClock  # noqa: F401
+from .payments.models import CardAuthorization, Payment, PayoutPart, StripeCustomer, WebhookEvent  # noqa: F401
+from .pools.models import Bid, BidTier, Pledge, Pool  # noqa: F401

@@ -106,4 +106,3 @@ def test_a_deadlock_victim_is_run_again_and_takes_effect_once(api, monkeypatch):
     again = api.post("/api/v1/wallet/withdrawals", {"amount": 300, "currency": "EUR"}, token=token, headers=headers)
     assert again.get_json() == r.get_json()
     assert wallet_of(member.id)["balance"] == 700
-
