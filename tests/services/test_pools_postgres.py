@@ -390,7 +390,9 @@ def test_scheduler_racing_a_manual_close_awards_once(app):
     closed_by_hand = results[1] == ("ok", "awarded")
     assert by_scheduler is not None, results
     assert by_scheduler["closed"] + int(closed_by_hand) == 1, results
-    assert by_scheduler["skipped"] == (1 if closed_by_hand else 0)
+    # Closed by hand before the scheduler read its due list: it never saw the pool (skipped 0); after:
+    # it found the pool no longer open (skipped 1). Not closed by hand: the scheduler closed it.
+    assert by_scheduler["skipped"] in ((0, 1) if closed_by_hand else (0,)), results
     pool = db.session.get(Pool, pool_id)
     assert (pool.status, pool.winning_bid_id) == ("awarded", bid_id)
     assert escrow_balance(pool_id) == 4 * 4_000
