@@ -190,6 +190,67 @@ def test_a_database_error_while_posting_is_an_integrity_error_and_writes_nothing
     assert stored(bob.id) == (100, 0)
 
 
+def _postings(entry_id: int) -> list[tuple[int, int, int]]:
+    return [
+        (p.account_id, p.amount, p.balance_after)
+        for p in db.session.execute(select(Posting).where(Posting.entry_id == entry_id).order_by(Posting.id)).scalars()
+    ]
+
+
+def test_accounts_given_as_objects_or_as_ids_post_alike():
+    """Loaded Account objects take PostgreSQL's one-statement path; ids (and expired objects) lock first."""
+    alice, bob, cash = funded_wallet(1_000), funded_wallet(0), external()
+    cash_before = stored(cash.id)[0]
+    # A wallet passed through twice: debited beyond its balance, then credited back (net zero is allowed).
+    legs = [(alice, 1_500), (cash, -1_500), (cash, 1_500), (alice, -1_500), (alice, 250), (bob, -250)]
+    by_objects = ledger.post_entry("through", legs)
+    after_objects = [stored(a.id) for a in (alice, bob, cash)]
+    by_ids = ledger.post_entry("through", [(account.id, amount) for account, amount in legs])
+    db.session.commit()  # expires the objects: the next one falls back to locking first
+    by_expired = ledger.post_entry("through", legs)
+    db.session.commit()
+    assert after_objects == [(750, 0), (250, 0), (cash_before, 0)]
+    assert [stored(a.id) for a in (alice, bob, cash)] == [(250, 0), (750, 0), (cash_before, 0)]
+    first, second, third = (_postings(e.id) for e in (by_objects, by_ids, by_expired))
+    assert first == [
+        (alice.id, 1_500, -500),
+        (cash.id, -1_500, cash_before - 1_500),
+        (cash.id, 1_500, cash_before),
+        (alice.id, -1_500, 1_000),
+        (alice.id, 250, 750),
+        (bob.id, -250, 250),
+    ]
+    assert [(a, m) for a, m, _ in second] == [(a, m) for a, m, _ in first]
+    assert [b for _, _, b in second] == [-750, cash_before - 1_500, cash_before, 750, 500, 500]
+    assert [b for _, _, b in third] == [-1_000, cash_before - 1_500, cash_before, 500, 250, 750]
+
+
+def test_a_refused_transfer_leaves_the_transaction_usable():
+    """The refusal is decided before anything is written: no failed statement poisons the transaction."""
+    alice, bob = funded_wallet(500), funded_wallet(0)
+    before = counts()
+    with transaction():
+        with pytest.raises(InsufficientFunds) as caught:
+            ledger.transfer("gift", alice, bob, 501)
+        assert caught.value.errors == {"amount": ["available balance is 500"]}
+        with pytest.raises(LedgerInvariantError):
+            ledger.post_entry("bad", [(alice, 1), (bob, -2)])
+        ledger.transfer("gift", alice, bob, 500)
+    assert (stored(alice.id), stored(bob.id)) == ((0, 0), (500, 0))
+    assert (alice.balance, bob.balance) == (0, 500)
+    assert counts()[0] == before[0] + 1
+
+
+def test_an_account_object_for_no_row_is_refused_before_anything_is_written():
+    wallet = funded_wallet(1_000)
+    ghost = Account(id=10**9, code="ghost:wallet:EUR", currency="EUR", kind="wallet", normal_side="credit")
+    before = counts()
+    with pytest.raises(LedgerInvariantError, match="does not exist"):
+        ledger.transfer("bad", wallet, ghost, 100)
+    assert counts() == before
+    assert stored(wallet.id) == (1_000, 0)
+
+
 # ---------------------------------------------------------------- rollback on error
 
 
