@@ -189,62 +189,46 @@ def reconcile(provider: StripeProvider) -> Report:
     return report
 
 
-def _check_refunds(book: _Ledger, stripe_refunds: list[dict], add) -> None:
-    at_stripe = {refund["id"]: refund for refund in stripe_refunds}
-    for reference, part in sorted(book.refunds.items()):
-        refund = at_stripe.get(reference)
-        if refund is None:
-            add(Difference("refund", reference, part.currency, part.amount, None, "missing at Stripe"))
+def _check_transfers_out(kind: str, parts: dict, at_stripe_list: list[dict], done: str, add) -> None:
+    """Money the ledger sent out through Stripe (``kind`` "refund" or "payout") against Stripe's own list.
+
+    ``parts`` are the ledger's, by Stripe id; ``done`` is the Stripe status
+    that means the money has left (a refund's ``succeeded``, a payout's
+    ``paid``). Each side's part must be on the other, for the same amount,
+    settled on both or on neither; a Stripe one made for a wallet withdrawal
+    must be in the ledger.
+    """
+    at_stripe = {sent["id"]: sent for sent in at_stripe_list}
+    for reference, part in sorted(parts.items()):
+        sent = at_stripe.get(reference)
+        if sent is None:
+            add(Difference(kind, reference, part.currency, part.amount, None, "missing at Stripe"))
             continue
-        if refund.get("amount") != part.amount:
-            add(Difference("refund", reference, part.currency, part.amount, refund.get("amount"), "amounts differ"))
-        status = refund.get("status")
-        if part.status == "paid" and status != "succeeded":
+        if sent.get("amount") != part.amount:
+            add(Difference(kind, reference, part.currency, part.amount, sent.get("amount"), "amounts differ"))
+        status = sent.get("status")
+        if part.status == "paid" and status != done:
             add(
-                Difference(
-                    "refund", reference, part.currency, part.amount, 0, f"settled in the ledger, {status} at Stripe"
-                )
+                Difference(kind, reference, part.currency, part.amount, 0, f"settled in the ledger, {status} at Stripe")
             )
-        if part.status == "sent" and status == "succeeded":
-            add(Difference("refund", reference, part.currency, 0, part.amount, "refunded at Stripe, not settled yet"))
-    for refund in stripe_refunds:
-        purpose = (refund.get("metadata") or {}).get("purpose")
-        if purpose == "wallet_withdrawal" and refund["id"] not in book.refunds:
-            currency = str(refund.get("currency") or "").upper()
+        if part.status == "sent" and status == done:
+            verb = "refunded" if kind == "refund" else "paid"
+            add(Difference(kind, reference, part.currency, 0, part.amount, f"{verb} at Stripe, not settled yet"))
+    for sent in at_stripe_list:
+        purpose = (sent.get("metadata") or {}).get("purpose")
+        if purpose == "wallet_withdrawal" and sent["id"] not in parts:
+            currency = str(sent.get("currency") or "").upper()
             add(
-                Difference(
-                    "refund", refund["id"], currency, None, refund.get("amount"), "withdrawal refund not in the ledger"
-                )
+                Difference(kind, sent["id"], currency, None, sent.get("amount"), f"withdrawal {kind} not in the ledger")
             )
+
+
+def _check_refunds(book: _Ledger, stripe_refunds: list[dict], add) -> None:
+    _check_transfers_out("refund", book.refunds, stripe_refunds, "succeeded", add)
 
 
 def _check_payouts(book: _Ledger, stripe_payouts: list[dict], add) -> None:
-    at_stripe = {payout["id"]: payout for payout in stripe_payouts}
-    for reference, part in sorted(book.payouts.items()):
-        payout = at_stripe.get(reference)
-        if payout is None:
-            add(Difference("payout", reference, part.currency, part.amount, None, "missing at Stripe"))
-            continue
-        if payout.get("amount") != part.amount:
-            add(Difference("payout", reference, part.currency, part.amount, payout.get("amount"), "amounts differ"))
-        status = payout.get("status")
-        if part.status == "paid" and status != "paid":
-            add(
-                Difference(
-                    "payout", reference, part.currency, part.amount, 0, f"settled in the ledger, {status} at Stripe"
-                )
-            )
-        if part.status == "sent" and status == "paid":
-            add(Difference("payout", reference, part.currency, 0, part.amount, "paid at Stripe, not settled yet"))
-    for payout in stripe_payouts:
-        purpose = (payout.get("metadata") or {}).get("purpose")
-        if purpose == "wallet_withdrawal" and payout["id"] not in book.payouts:
-            currency = str(payout.get("currency") or "").upper()
-            add(
-                Difference(
-                    "payout", payout["id"], currency, None, payout.get("amount"), "withdrawal payout not in the ledger"
-                )
-            )
+    _check_transfers_out("payout", book.payouts, stripe_payouts, "paid", add)
 
 
 def _check_totals(book: _Ledger, report: Report, add) -> None:
