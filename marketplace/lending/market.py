@@ -166,10 +166,28 @@ def _prelock(currency: str, member_ids: set[int]) -> None:
     Reserving parts and disbursing touch several wallets one statement at a
     time; taking them all first, in ascending id order like every other
     ledger writer, is what keeps a match from deadlocking with a repayment
-    or a pool's settlement that locks some of the same wallets.
+    or a pool's settlement that locks some of the same wallets. The set must
+    be complete: a wallet first locked after a higher one is a deadlock
+    waiting to happen (see ``_lenders_of``).
     """
     ids = [ledger.wallet_account(member_id, currency).id for member_id in sorted(member_ids)]
     ledger.lock_balances([*ids, ledger.fees_account(currency).id])
+
+
+def _lenders_of(request_ids: set[int]) -> set[int]:
+    """The lenders of the requests' reserved parts: a request that a match completes is disbursed at once,
+    and disbursing captures every part's hold, in each of those lenders' wallets — not only the parts this
+    match adds. (Left out of the pre-lock, they were locked after it: the soak's deadlocks with repayments.)
+    """
+    if not request_ids:
+        return set()
+    return set(
+        db.session.execute(
+            select(LoanPart.lender_id)
+            .where(LoanPart.request_id.in_(sorted(request_ids)), LoanPart.status == "reserved")
+            .distinct()
+        ).scalars()
+    )
 
 
 def _reserve(request: LoanRequest, offer: LendingOffer, amount: int, rate_bps: int) -> LoanPart:
@@ -237,7 +255,8 @@ def _match_request(request: LoanRequest) -> None:
         by_id = {offer.id: offer for offer in page}
         fills = matching.match_request(_book_request(request), [_book_offer(o) for o in page], already)
         if fills:  # every wallet this step may touch, locked at once in ascending order
-            _prelock(request.currency, {f.lender_id for f in fills} | {request.borrower_id})
+            lenders = {f.lender_id for f in fills} | _lenders_of({request.id})
+            _prelock(request.currency, lenders | {request.borrower_id})
         for fill in fills:
             _reserve(request, by_id[fill.offer_id], fill.amount, fill.rate_bps)
     db.session.flush()
@@ -272,7 +291,9 @@ def _match_offer(offer: LendingOffer) -> None:
         by_id = {request.id: request for request in page}
         fills = matching.match_offer(_book_offer(offer), [_book_request(r) for r in page], already)
         if fills:  # every wallet this step may touch, locked at once in ascending order
-            _prelock(offer.currency, {offer.lender_id} | {by_id[f.request_id].borrower_id for f in fills})
+            funded = {f.request_id for f in fills}
+            borrowers = {by_id[request_id].borrower_id for request_id in funded}
+            _prelock(offer.currency, {offer.lender_id} | borrowers | _lenders_of(funded))
         for fill in fills:
             request = by_id[fill.request_id]
             _reserve(request, offer, fill.amount, fill.rate_bps)
@@ -471,7 +492,7 @@ def create_offer(
         _lock_market(currency)  # before the wallet: matching locks wallets under the market lock too
         db.session.add(offer)
         db.session.flush()
-        _prelock(currency, {lender_id} | _borrowers_it_would_fund(offer))
+        _prelock(currency, {lender_id} | _members_it_would_pay(offer))
         hold = ledger.place_hold(
             ledger.wallet_account(lender_id, currency), amount, reference=f"lending:offer:{offer.id}"
         )
@@ -481,8 +502,9 @@ def create_offer(
     return offer
 
 
-def _borrowers_it_would_fund(offer: LendingOffer) -> set[int]:
-    """Who a new offer's first match would pay out to (read only; the market is locked)."""
+def _members_it_would_pay(offer: LendingOffer) -> set[int]:
+    """Whose wallets a new offer's first match would touch: the borrowers it would fund and the other
+    lenders of their requests (read only; the market is locked)."""
     requests = list(
         db.session.execute(
             select(LoanRequest)
@@ -499,7 +521,8 @@ def _borrowers_it_would_fund(offer: LendingOffer) -> set[int]:
     )
     fills = matching.match_offer(_book_offer(offer), [_book_request(r) for r in requests])
     by_id = {r.id: r for r in requests}
-    return {by_id[f.request_id].borrower_id for f in fills}
+    funded = {f.request_id for f in fills}
+    return {by_id[request_id].borrower_id for request_id in funded} | _lenders_of(funded)
 
 
 def cancel_offer(offer_id: int, member_id: int) -> LendingOffer:
