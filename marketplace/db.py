@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from sqlalchemy import BigInteger, DateTime, Integer
+from sqlalchemy import BigInteger, DateTime, Integer, inspect
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.types import TypeDecorator
 
 from .extensions import db
@@ -82,3 +83,33 @@ def transaction() -> _Transaction:
     exception the outermost rolls back and the exception propagates.
     """
     return _Transaction()
+
+
+def attach_loaded(cls, values: dict):
+    """A row just inserted by a Core statement as a persistent ``cls`` of the request's session, without a SELECT.
+
+    Built as the ORM builds an instance for a loaded row: the columns straight
+    into its ``__dict__``, no constructor and no events, its identity key set
+    and its state in the session's identity map. Relationships load lazily
+    when read; the commit expires it like any loaded object. ``values`` must
+    hold the primary key (``id``).
+    """
+    session = db.session()
+    mapper = inspect(cls)
+    key = (mapper._identity_class, (values["id"],), None)
+    identity_map = session.identity_map
+    stale = identity_map.fast_get_state(key)
+    if stale is not None:  # left over from a rolled-back transaction that used the same id
+        stale_obj = stale.obj()
+        if stale_obj is not None:
+            session.expunge(stale_obj)
+        else:
+            identity_map.safe_discard(stale)
+    obj = mapper.class_manager.new_instance()
+    obj.__dict__.update(values)
+    state = instance_state(obj)
+    state.key = key
+    state.identity_token = None
+    state.session_id = session.hash_key
+    identity_map._add_unpresent(state, key)
+    return obj

@@ -34,7 +34,6 @@ from ..texts import N_, Money, Msg
 from .models import Account, Hold, JournalEntry, Posting
 from .rules import (
     Balance,
-    Line,
     Overdrawn,
     UnbalancedEntry,
     apply_entry,
@@ -364,129 +363,6 @@ def _write_entry(
     return entry_id
 
 
-@functools.cache
-def _pg_post_sql(postings: int, accounts: int) -> str:
-    """Lock, check and write an entry in one statement (PostgreSQL, accounts whose metadata the caller holds).
-
-    Parameters: the ``accounts`` ids to lock (ascending), then (account id,
-    currency, signed amount, change of its balance) per posting, then
-    (account id, total change, guarded) per account — ``guarded`` for a wallet
-    whose balance goes down — then the entry's six values. The rows are locked
-    in ascending id order, as ``_lock_balances`` does; the entry, its postings
-    and the new balances are written only if every account exists and no
-    guarded wallet's available balance would go below zero, and not if the
-    idempotency key is taken. It returns, per locked account, the entry id (or
-    NULL if nothing was written) and the balance and held amount it was locked
-    with; from those the caller tells which refusal it was.
-    """
-    ids = ", ".join(["%s"] * accounts)
-    posting_rows = ", ".join(f"(%s::bigint, %s::varchar, %s::bigint, %s::bigint, {n})" for n in range(postings))
-    account_rows = ", ".join(["(%s::bigint, %s::bigint, %s::boolean)"] * accounts)
-    return f"""
-    WITH locked AS MATERIALIZED (
-        SELECT id, balance, held FROM accounts WHERE id IN ({ids}) ORDER BY id FOR NO KEY UPDATE
-    ), p AS (
-        SELECT * FROM (VALUES {posting_rows}) AS p(account_id, currency, amount, delta, n)
-    ), a AS (
-        SELECT * FROM (VALUES {account_rows}) AS a(id, delta, guarded)
-    ), ok AS (
-        SELECT count(*) = {accounts} AND coalesce(bool_and(NOT a.guarded OR l.balance + a.delta - l.held >= 0), true)
-            AS ok
-        FROM locked AS l JOIN a ON a.id = l.id
-    ), entry AS (
-        INSERT INTO journal_entries (kind, memo, idempotency_key, actor_id, reverses_id, created_at)
-        SELECT %s, %s, %s, %s, %s, %s FROM ok WHERE ok.ok
-        ON CONFLICT (idempotency_key) DO NOTHING
-        RETURNING id
-    ), posted AS (
-        INSERT INTO postings (entry_id, account_id, currency, amount, balance_after)
-        SELECT entry.id, p.account_id, p.currency, p.amount,
-               l.balance + sum(p.delta) OVER (PARTITION BY p.account_id ORDER BY p.n)
-        FROM entry, p JOIN locked AS l ON l.id = p.account_id
-        ORDER BY p.n
-    ), moved AS (
-        UPDATE accounts SET balance = l.balance + a.delta
-        FROM entry, a JOIN locked AS l ON l.id = a.id
-        WHERE accounts.id = a.id
-    )
-    SELECT (SELECT id FROM entry), l.id, l.balance, l.held FROM locked AS l ORDER BY l.id
-    """
-
-
-_METADATA = ("code", "currency", "kind", "normal_side")
-
-
-def _known_metadata(accounts: list) -> list[tuple] | None:
-    """Each account's (code, currency, kind, normal_side) if the caller's objects hold them all, else None.
-
-    Those four never change once an account exists, so an object that has them
-    loaded is as good as the row; read from ``__dict__`` so nothing loads.
-    """
-    known = []
-    for account in accounts:
-        values = getattr(account, "__dict__", None)
-        if values is None:
-            return None
-        try:
-            known.append((values["code"], values["currency"], values["kind"], values["normal_side"]))
-        except KeyError:
-            return None
-    return known
-
-
-def _post_in_one_statement(
-    connection,
-    accounts: list,
-    ids: list[int],
-    metadata: list[tuple],
-    amounts: list[int],
-    normal_direction: bool,
-    values: dict,
-    idempotency_key: str | None,
-) -> tuple[int | None, dict[int, Balance]]:
-    """``_post``'s PostgreSQL path when the accounts' metadata is known: one round trip instead of two.
-
-    Checks what needs no balance first (the entry balances), then locks, checks
-    the wallets and writes in one statement (``_pg_post_sql``). Returns the
-    entry id (None if the idempotency key was taken) and the new balances;
-    raises as ``_post`` does.
-    """
-    meta = dict(zip(ids, metadata, strict=True))
-    if normal_direction:
-        amounts = [normal_delta(meta[i][3], amount) for i, amount in zip(ids, amounts, strict=True)]
-    pairs = list(zip(ids, amounts, strict=True))
-    try:
-        check_balanced([Line(meta[i][0], meta[i][1], amount) for i, amount in pairs])
-    except UnbalancedEntry as exc:
-        raise LedgerInvariantError(str(exc)) from exc
-    deltas: dict[int, int] = {}
-    params: list = sorted(meta)
-    for account_id, amount in pairs:
-        delta = normal_delta(meta[account_id][3], amount)
-        deltas[account_id] = deltas.get(account_id, 0) + delta
-        params += (account_id, meta[account_id][1], amount, delta)
-    for account_id in sorted(deltas):
-        delta = deltas[account_id]
-        params += (account_id, delta, delta < 0 and meta[account_id][2] == "wallet")
-    params += [values[name] for name in _ENTRY_COLUMNS]
-    rows = _pg_fetch(connection, _pg_post_sql(len(pairs), len(deltas)), params, "ledger.post")
-    if len(rows) != len(deltas):
-        raise LedgerInvariantError("posting to an account that does not exist")
-    balances = {account_id: Balance(*meta[account_id], balance, held) for _, account_id, balance, held in rows}
-    entry_id = rows[0][0]
-    if entry_id is None:
-        if idempotency_key is not None and _entry_by_key(idempotency_key) is not None:
-            return None, balances  # the same key, committed before (or while we waited for the locks)
-        try:
-            apply_entry(balances, pairs)
-        except Overdrawn as exc:
-            raise _insufficient(exc, balances[exc.account_id].currency) from None
-        raise LedgerInvariantError("the entry was refused for no reason the ledger knows")
-    for account_id, delta in deltas.items():
-        balances[account_id].balance += delta
-    return entry_id, balances
-
-
 _new_entry_instance = manager_of_class(JournalEntry).new_instance
 _ENTRY_IDENTITY = JournalEntry.__mapper__._identity_class
 
@@ -553,17 +429,6 @@ def _post(
         session.flush()
         ids = [account_id_of(account) for account in accounts]
         connection = session.connection()
-        if connection.dialect.name == "postgresql":
-            metadata = _known_metadata(accounts)
-            if metadata is not None:
-                values = _entry_values(kind, memo, idempotency_key, actor_id, reverses_id)
-                entry_id, balances = _post_in_one_statement(
-                    connection, accounts, ids, metadata, amounts, normal_direction, values, idempotency_key
-                )
-                if entry_id is None:
-                    return _entry_by_key(idempotency_key)
-                _sync_posted(accounts, ids, balances)
-                return _attach_entry(session, entry_id, values)
         balances = _lock_balances(connection, ids)
         if idempotency_key is not None:
             # Checked under the locks: a command with the same key that we waited for is seen here,

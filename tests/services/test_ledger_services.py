@@ -198,7 +198,7 @@ def _postings(entry_id: int) -> list[tuple[int, int, int]]:
 
 
 def test_accounts_given_as_objects_or_as_ids_post_alike():
-    """Loaded Account objects take PostgreSQL's one-statement path; ids (and expired objects) lock first."""
+    """Loaded, expired and bare-id accounts post alike, a wallet passed through twice included."""
     alice, bob, cash = funded_wallet(1_000), funded_wallet(0), external()
     cash_before = stored(cash.id)[0]
     # A wallet passed through twice: debited beyond its balance, then credited back (net zero is allowed).
@@ -206,7 +206,7 @@ def test_accounts_given_as_objects_or_as_ids_post_alike():
     by_objects = ledger.post_entry("through", legs)
     after_objects = [stored(a.id) for a in (alice, bob, cash)]
     by_ids = ledger.post_entry("through", [(account.id, amount) for account, amount in legs])
-    db.session.commit()  # expires the objects: the next one falls back to locking first
+    db.session.commit()  # expires the objects: the next one reloads them
     by_expired = ledger.post_entry("through", legs)
     db.session.commit()
     assert after_objects == [(750, 0), (250, 0), (cash_before, 0)]
@@ -377,6 +377,28 @@ def test_hold_beyond_available_is_insufficient_funds():
     assert stored(alice.id) == (1_000, 700)
     ledger.place_hold(alice, 300)
     assert stored(alice.id) == (1_000, 1_000)
+
+
+def test_a_hold_is_the_session_s_own_row_and_the_caller_s_account_shows_it():
+    alice = funded_wallet(1_000)
+    with transaction():
+        hold = ledger.place_hold(alice, 250, reference="x" * 100)
+        assert (alice.balance, alice.held) == (1_000, 250)  # the caller's object, without a reload
+        assert db.session.get(Hold, hold.id) is hold
+    row = db.session.execute(
+        select(Hold.account_id, Hold.amount, Hold.captured, Hold.status, Hold.reference, Hold.created_at).where(
+            Hold.id == hold.id
+        )
+    ).one()
+    assert tuple(row) == (alice.id, 250, 0, "held", "x" * 80, hold.created_at)
+    assert hold.account.id == alice.id
+    by_id = ledger.place_hold(alice.id, 50)  # an account id does as well as the Account
+    assert (by_id.account_id, by_id.amount, by_id.status) == (alice.id, 50, "held")
+    assert stored(alice.id) == (1_000, 300)
+    with pytest.raises(InsufficientFunds) as refused:
+        ledger.place_hold(alice.id, 701)
+    assert str(refused.value.errors["amount"][0]) == "available balance is 700"
+    assert stored(alice.id) == (1_000, 300)
 
 
 @pytest.mark.parametrize("amount", [0, -1, 1.5, True])

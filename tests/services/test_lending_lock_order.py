@@ -26,27 +26,18 @@ from tests.helpers import assert_ledger_invariants, make_member
 def lock_log(monkeypatch):
     """The account ids each locking call took, in call order."""
     calls: list[list[int]] = []
-    lock_balances, post_at_once, place_hold = (
-        ledger_services._lock_balances,
-        ledger_services._post_in_one_statement,
-        ledger_services.place_hold,
-    )
+    lock_balances, place_hold = ledger_services._lock_balances, ledger_services.place_hold
 
     def spy_lock(connection, account_ids):
         ids = sorted(set(account_ids))
         calls.append(ids)
         return lock_balances(connection, ids)
 
-    def spy_post(connection, accounts, ids, *args, **kwargs):
-        calls.append(sorted(set(ids)))
-        return post_at_once(connection, accounts, ids, *args, **kwargs)
-
     def spy_hold(account, *args, **kwargs):
         calls.append([ledger_services.account_id_of(account)])
         return place_hold(account, *args, **kwargs)
 
     monkeypatch.setattr(ledger_services, "_lock_balances", spy_lock)
-    monkeypatch.setattr(ledger_services, "_post_in_one_statement", spy_post)
     monkeypatch.setattr(ledger_services, "place_hold", spy_hold)
     return calls
 
