@@ -17,6 +17,8 @@ request/offer rows, then balance rows and holds (the ledger's order).
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -378,7 +380,14 @@ def _return_parts(request: LoanRequest) -> int:
     """Every reserved part back to its offer (or wallet); re-opened offers match again. Returns parts."""
     parts = [p for p in parts_of_request(request.id) if p.status == "reserved"]
     if parts:
-        _prelock(request.currency, {p.lender_id for p in parts})
+        offers = {offer.id: offer for offer in (_lock_offer(i) for i in sorted({p.offer_id for p in parts}))}
+        back: dict[int, int] = defaultdict(int)
+        for part in parts:
+            if offers[part.offer_id].status != "cancelled":
+                back[part.offer_id] += part.amount
+        rematched = [(offers[i], offers[i].remaining + amount) for i, amount in sorted(back.items())]
+        lenders = {p.lender_id for p in parts}
+        _prelock(request.currency, lenders | _members_matching_would_pay(request.currency, rematched))
     reopened: list[LendingOffer] = []
     for part in parts:
         offer = _lock_offer(part.offer_id)
@@ -395,7 +404,7 @@ def _return_parts(request: LoanRequest) -> int:
         part.hold_id = None
         request.funded_amount -= part.amount
     db.session.flush()
-    for offer in {o.id: o for o in reopened}.values():
+    for offer in sorted({o.id: o for o in reopened}.values(), key=lambda o: o.id):  # oldest first, as previewed
         _match_offer(offer)
     return len(parts)
 
@@ -492,7 +501,7 @@ def create_offer(
         _lock_market(currency)  # before the wallet: matching locks wallets under the market lock too
         db.session.add(offer)
         db.session.flush()
-        _prelock(currency, {lender_id} | _members_it_would_pay(offer))
+        _prelock(currency, {lender_id} | _members_matching_would_pay(currency, [(offer, amount)]))
         hold = ledger.place_hold(
             ledger.wallet_account(lender_id, currency), amount, reference=f"lending:offer:{offer.id}"
         )
@@ -502,27 +511,37 @@ def create_offer(
     return offer
 
 
-def _members_it_would_pay(offer: LendingOffer) -> set[int]:
-    """Whose wallets a new offer's first match would touch: the borrowers it would fund and the other
-    lenders of their requests (read only; the market is locked)."""
+def _members_matching_would_pay(currency: str, offers: list[tuple[LendingOffer, int]]) -> set[int]:
+    """Whose wallets matching these offers in turn would touch (read only; the market is locked).
+
+    ``offers`` are (offer, the amount it will have to lend); each is matched
+    against the open book as ``_match_offer`` will do it (the same engine, what
+    it already has in each request, the requests' needs shrinking as earlier
+    offers fill them): the borrowers it would fund and the other lenders of
+    their requests (disbursing captures every part's hold). Pre-locking these
+    with the offers' own lenders keeps the wallet locks of the whole
+    transaction in one ascending order.
+    """
+    if not offers:
+        return set()
     requests = list(
         db.session.execute(
             select(LoanRequest)
-            .where(
-                LoanRequest.status == "open",
-                LoanRequest.currency == offer.currency,
-                LoanRequest.max_rate_bps >= offer.min_rate_bps,
-                LoanRequest.borrower_id != offer.lender_id,
-                LoanRequest.expires_at > now(),
-            )
+            .where(LoanRequest.status == "open", LoanRequest.currency == currency, LoanRequest.expires_at > now())
             .order_by(LoanRequest.id)
             .limit(BOOK_PAGE)
         ).scalars()
     )
-    fills = matching.match_offer(_book_offer(offer), [_book_request(r) for r in requests])
-    by_id = {r.id: r for r in requests}
-    funded = {f.request_id for f in fills}
-    return {by_id[request_id].borrower_id for request_id in funded} | _lenders_of(funded)
+    book = {r.id: _book_request(r) for r in requests}
+    funded: set[int] = set()
+    for offer, remaining in offers:
+        already = _already(LoanPart.offer_id, LoanPart.request_id, offer.id) if offer.id is not None else {}
+        fills = matching.match_offer(replace(_book_offer(offer), remaining=remaining), book.values(), already)
+        for fill in fills:
+            funded.add(fill.request_id)
+            book[fill.request_id] = replace(book[fill.request_id], need=book[fill.request_id].need - fill.amount)
+    borrowers = {book[request_id].borrower_id for request_id in funded}
+    return borrowers | _lenders_of(funded)
 
 
 def cancel_offer(offer_id: int, member_id: int) -> LendingOffer:

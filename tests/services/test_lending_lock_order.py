@@ -90,3 +90,28 @@ def test_the_check_would_see_a_lock_taken_below_what_is_held():
     with pytest.raises(AssertionError, match="after holding up to 9"):
         assert_growing([[5, 9], [9], [7]])
     assert_growing([[5, 9], [5], [10, 12]])
+
+
+def test_a_cancelled_request_whose_parts_fund_another_locks_in_order(lock_log):
+    """Cancelling returns the parts to their offers, which match again at once and may complete an older
+    borrower's request: its borrower and its other lenders are pre-locked with the returning lenders."""
+    other_borrower = make_member(funds={"EUR": 1_000})  # the lowest wallet ids
+    other_lender = make_member(funds={"EUR": 100_000})
+    lender = make_member(funds={"EUR": 100_000})
+    borrower = make_member(funds={"EUR": 1_000})
+    cancelled = market.create_request(
+        borrower.id, amount=100_000, currency="EUR", term_months=12, max_rate_bps=1500, purpose="to cancel"
+    )
+    market.create_offer(lender.id, amount=50_000, currency="EUR", min_rate_bps=500, max_part=50_000)
+    funded = market.create_request(
+        other_borrower.id, amount=30_000, currency="EUR", term_months=6, max_rate_bps=1500, purpose="to fund"
+    )
+    market.create_offer(  # six-month loans only: it funds the second request, not the first
+        other_lender.id, amount=10_000, currency="EUR", min_rate_bps=500, max_part=10_000, terms=[6]
+    )
+    assert market.get_request(funded.id).funded_amount == 10_000
+    lock_log.clear()
+    market.cancel_request(cancelled.id, borrower.id)
+    assert market.get_request(funded.id).status == "funded"
+    assert_growing(lock_log)
+    assert_ledger_invariants()
