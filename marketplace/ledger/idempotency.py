@@ -24,6 +24,7 @@ from ..db import transaction
 from ..errors import IdempotencyKeyReused, ValidationFailed
 from ..extensions import db
 from .models import IdempotencyRecord
+from .services import _pg_cursor, _pg_fetch
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,23 @@ def _find(member_id: int, key: str):
     return db.session.execute(_FIND, {"member_id": member_id, "key": key}).first()
 
 
+# PostgreSQL runs the claim and the answer's update as plain driver SQL (prepared), as the ledger's
+# postings do: every command sent with a key runs both, and SQLAlchemy's statement machinery was most
+# of their cost.
+_PG_CLAIM = (
+    "INSERT INTO idempotency_records (member_id, key, request_hash, status_code, response_body, created_at) "
+    "VALUES (%s, %s::varchar, %s::varchar, 0, '', %s) ON CONFLICT (member_id, key) DO NOTHING RETURNING id"
+)
+_PG_FINISH = "UPDATE idempotency_records SET status_code = %s::integer, response_body = %s::text WHERE id = %s"
+
+
 def _claim(member_id: int, key: str, fingerprint: str) -> int | None:
     """Record the key for this command (status 0 until it answers); None if the member already used it."""
-    statement = _claim_statement(db.session.get_bind().dialect.name)
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        rows = _pg_fetch(connection, _PG_CLAIM, (member_id, key, fingerprint, now()), "idempotency.claim")
+        return rows[0][0] if rows else None
+    statement = _claim_statement(connection.dialect.name)
     values = {
         "member_id": member_id,
         "key": key,
@@ -99,6 +114,20 @@ def _claim(member_id: int, key: str, fingerprint: str) -> int | None:
         "created_at": now(),
     }
     return db.session.execute(statement, values).scalar_one_or_none()
+
+
+def _finish(record_id: int, status: int, body: str) -> None:
+    """Store the command's answer in its claimed record."""
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        cursor = _pg_cursor(connection, "idempotency.finish")
+        try:
+            cursor.execute(_PG_FINISH, (status, body, record_id), prepare=True)
+        except connection.dialect.loaded_dbapi.Error as exc:
+            connection._handle_dbapi_exception(exc, _PG_FINISH, (status, body, record_id), None, None)
+            raise  # not reached: the handler raises the wrapped error
+        return
+    connection.execute(_FINISH, {"record_id": record_id, "final_status": status, "final_body": body})
 
 
 def idempotent(view):
@@ -149,8 +178,7 @@ def _run_once(view, args, kwargs, member_id: int, key: str, fingerprint: str):
                 return _replay(existing, fingerprint)
             response = view(*args, **kwargs)
             if response.status_code < 400:
-                final = {"final_status": response.status_code, "final_body": response.get_data(as_text=True)}
-                db.session.execute(_FINISH, {"record_id": record_id, **final})
+                _finish(record_id, response.status_code, response.get_data(as_text=True))
             else:
                 db.session.execute(_FORGET, {"record_id": record_id})
         return response

@@ -14,15 +14,16 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import String, bindparam, func, insert, or_, select
 
 from ..bulk import bulk_update
 from ..clock import now
-from ..db import transaction
+from ..db import attach_loaded, transaction
 from ..errors import Forbidden, InvalidState, NotFound, NotVerified, PoolNotOpen, ValidationFailed
 from ..extensions import db
 from ..ledger import services as ledger
 from ..ledger.batch import NewEntry, post_entries
+from ..ledger.models import Account
 from ..ledger.settlement import settle_holds
 from ..money import MAX_AMOUNT, fee
 from ..notifications.services import notify, notify_many
@@ -239,25 +240,81 @@ def place_pledge(
         member = get_member(member_id)
         if member.role == "supplier":
             raise Forbidden(Msg(N_("Suppliers cannot pledge to pools.")))
-        pool = _lock_pool(pool_id, share=True)
+        pool = _lock_pool_for_pledge(pool_id, member_id)
         _ensure_open(pool)
-        wallet = ledger.wallet_account(member_id, pool.currency)
-        hold = ledger.place_hold(wallet, held, reference=f"pool:{pool.id}:pledge")
-        pledge = Pledge(
-            pool_id=pool.id,
-            member_id=member_id,
-            quantity=quantity,
-            max_unit_price=max_unit_price,
-            held_amount=held,
-            charged_amount=0,
-            status="active",
-            hold_id=hold.id,
-            funding="wallet",
-            created_at=now(),
-        )
-        db.session.add(pledge)
-        db.session.flush()
+        wallet = pool.wallet_id or ledger.wallet_account(member_id, pool.currency)
+        hold = ledger.place_hold(wallet, held, reference=f"pool:{pool_id}:pledge")
+        values = {
+            "pool_id": pool_id,
+            "member_id": member_id,
+            "quantity": quantity,
+            "max_unit_price": max_unit_price,
+            "held_amount": held,
+            "charged_amount": 0,
+            "status": "active",
+            "hold_id": hold.id,
+            "funding": "wallet",
+            "created_at": now(),
+            "resolved_at": None,
+        }
+        values["id"] = _insert_pledge(values)
+        pledge = attach_loaded(Pledge, values)
     return pledge
+
+
+class _PledgedPool(NamedTuple):
+    id: int
+    status: str
+    deadline: datetime
+    currency: str
+    wallet_id: int | None  # the member's wallet in the pool's currency, if it exists
+
+
+_pools, _accounts = Pool.__table__, Account.__table__
+# The pool FOR SHARE (pledges run side by side, never across a close) and the member's wallet in its
+# currency, in one statement: the wallet is locked later, by the ledger, as everywhere.
+_LOCK_POOL_FOR_PLEDGE = (
+    select(_pools.c.id, _pools.c.status, _pools.c.deadline, _pools.c.currency, _accounts.c.id)
+    .select_from(
+        _pools.outerjoin(_accounts, _accounts.c.code == bindparam("wallet_prefix", type_=String) + _pools.c.currency)
+    )
+    .where(_pools.c.id == bindparam("pool_id"))
+    .with_for_update(read=True, of=_pools)
+)
+_INSERT_PLEDGE = insert(Pledge.__table__).returning(Pledge.__table__.c.id)
+# PostgreSQL: the same two statements as plain driver SQL (prepared), as the ledger runs its own.
+_PG_LOCK_POOL_FOR_PLEDGE = (
+    "SELECT pools.id, pools.status, pools.deadline, pools.currency, accounts.id FROM pools "
+    "LEFT OUTER JOIN accounts ON accounts.code = %s::varchar || pools.currency "
+    "WHERE pools.id = %s FOR SHARE OF pools"
+)
+_PG_INSERT_PLEDGE = (
+    "INSERT INTO pledges (pool_id, member_id, quantity, max_unit_price, held_amount, charged_amount, status, "
+    "hold_id, funding, created_at) VALUES (%s, %s, %s, %s, %s, 0, 'active', %s, 'wallet', %s) RETURNING id"
+)
+
+
+def _lock_pool_for_pledge(pool_id: int, member_id: int) -> _PledgedPool:
+    prefix = ledger.wallet_code(member_id, "")
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        rows = ledger._pg_fetch(connection, _PG_LOCK_POOL_FOR_PLEDGE, (prefix, pool_id), "pools.pledge_lock")
+        row = rows[0] if rows else None
+    else:
+        row = connection.execute(_LOCK_POOL_FOR_PLEDGE, {"pool_id": pool_id, "wallet_prefix": prefix}).first()
+    if row is None:
+        raise NotFound(Msg(N_("No pool %(id)s."), id=pool_id))
+    return _PledgedPool(*row)
+
+
+def _insert_pledge(values: dict) -> int:
+    """Insert a wallet pledge (``values`` as ``place_pledge`` makes them); its id."""
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        names = ("pool_id", "member_id", "quantity", "max_unit_price", "held_amount", "hold_id", "created_at")
+        params = tuple(values[name] for name in names)
+        return ledger._pg_fetch(connection, _PG_INSERT_PLEDGE, params, "pools.pledge_insert")[0][0]
+    return connection.execute(_INSERT_PLEDGE, values).scalar_one()
 
 
 def _place_card_pledge(pool_id, member_id, quantity, max_unit_price, payment_method, idempotency_key) -> Pledge:

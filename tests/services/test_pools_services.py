@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from marketplace.clock import now
+from marketplace.db import transaction
 from marketplace.errors import (
     Forbidden,
     InsufficientFunds,
@@ -288,6 +289,46 @@ def test_pledge_rolls_back_its_hold_when_the_pledge_cannot_be_stored():
     db.session.rollback()
     assert snapshot() == before
     assert wallet_of(member.id)["held"] == 0
+
+
+def test_a_placed_pledge_is_the_session_s_own_row_even_when_a_rolled_back_one_had_its_id():
+    organizer = make_member()
+    member = make_member(funds={"EUR": 10_000})
+    pool = new_pool(organizer)
+    with pytest.raises(RuntimeError):
+        with transaction():
+            lost = pools.place_pledge(pool.id, member.id, quantity=2, max_unit_price=300)
+            raise RuntimeError("the caller failed after the pledge was stored")
+    assert wallet_of(member.id)["held"] == 0
+    # The next pledge may reuse the rolled-back one's id (SQLite does): it must be its own, current row.
+    pledge = pools.place_pledge(pool.id, member.id, quantity=3, max_unit_price=200)
+    assert pledge is not lost
+    assert db.session.get(Pledge, pledge.id) is pledge
+    stored = db.session.execute(
+        select(Pledge.quantity, Pledge.max_unit_price, Pledge.held_amount, Pledge.status, Pledge.created_at)
+        .where(Pledge.id == pledge.id)
+        .execution_options(populate_existing=False)
+    ).one()
+    assert tuple(stored) == (3, 200, 600, "active", pledge.created_at)
+    assert (pledge.pool.id, pledge.funding, pledge.charged_amount) == (pool.id, "wallet", 0)
+    hold = db.session.get(Hold, pledge.hold_id)
+    assert (hold.status, hold.amount, hold.account.member_id) == ("held", 600, member.id)
+    assert wallet_of(member.id) == {"currency": "EUR", "balance": 10_000, "held": 600, "available": 9_400}
+    assert pools.withdraw_pledge(pool.id, pledge.id, member.id).status == "withdrawn"
+    assert wallet_of(member.id)["held"] == 0
+    assert_ledger_invariants()
+
+
+def test_a_pledge_from_a_member_without_a_wallet_in_the_pool_s_currency_is_insufficient_funds():
+    organizer = make_member()
+    member = make_member(funds={"EUR": 10_000})
+    pool = new_pool(organizer, currency="GBP")
+    assert db.session.execute(select(Account).where(Account.code == f"member:{member.id}:wallet:GBP")).first() is None
+    with pytest.raises(InsufficientFunds) as refused:
+        pools.place_pledge(pool.id, member.id, quantity=1, max_unit_price=1)
+    assert "available balance is" in str(refused.value.errors["amount"][0])
+    assert db.session.execute(select(func.count(Pledge.id))).scalar_one() == 0
+    assert_ledger_invariants()
 
 
 def test_delivery_rolls_back_when_a_later_step_fails(monkeypatch):
