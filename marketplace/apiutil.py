@@ -115,7 +115,7 @@ class ApiBlueprint(SmorestBlueprint):
     def add_url_rule(self, rule, endpoint=None, view_func=None, provide_automatic_options=None, **kwargs):
         rule = _ID_IN_PATH.sub(r"<id:\1>", rule)
         if view_func is not None:
-            if needs_token(view_func):
+            if needs_token(view_func) and not getattr(view_func, "checks_own_token", False):
                 view_func = _token_first(view_func)
             view_func._apidoc = {**getattr(view_func, "_apidoc", {}), "path_parameters": "<" in rule}
         super().add_url_rule(rule, endpoint, view_func, provide_automatic_options, **kwargs)

@@ -1,10 +1,13 @@
 """JSON API: buying pools (shared/API.md "Buying pools")."""
 
-from flask import request
+from flask import current_app, request
 
-from ..accounts.auth import api_member
+from ..accounts.auth import admit_api_member_id, api_member, bearer_digest, checks_own_token, live_token_member_id
 from ..apiutil import BEARER, ApiBlueprint, page_slice
+from ..errors import NotFound
 from ..ledger.idempotency import idempotency_key, idempotent
+from ..memo import Memo
+from ..reads import read_connection
 from . import queries, services
 from .schemas import BidIn, BidOut, PledgeIn, PledgeOut, PoolIn, PoolOut, PoolQuery
 
@@ -40,20 +43,41 @@ def list_pools(args, pagination_parameters):
     return services.present_pools(pools)
 
 
+# GET /pools/{id}'s body by pool, kept with the exact snapshot rows it was made from: the same rows
+# give the same bytes (the body is the same for every caller), other rows make it anew.
+_POOL_BODIES = Memo(512)
+_POOL_OUT = PoolOut()
+_SNAPSHOT_WITH_CALLER = queries.snapshot_statement(caller=live_token_member_id())
+
+
+def pool_body(rows: tuple[tuple, ...]) -> bytes:
+    """The JSON body ``@bp.response(200, PoolOut)`` makes of the pool these snapshot rows show."""
+    body = _POOL_BODIES.get(rows[0][1], rows)
+    if body is None:
+        data = _POOL_OUT.dump(queries.present(queries.snapshot_of(rows)))
+        body = _POOL_BODIES.put(rows[0][1], rows, current_app.json.response(data).get_data())
+    return body
+
+
 @bp.get("/pools/<int:pool_id>")
 @bp.response(200, PoolOut)
 @bp.doc(security=BEARER)
+@checks_own_token
 def get_pool(pool_id):
     """One pool with its pledged volume and current best unit price."""
-    api_member()
-    pool = queries.present(queries.pool_snapshot(pool_id))
-    queries.finish_read()
-    return pool
+    params = {"digest": bearer_digest(), "pool_id": pool_id}  # 401 first if there is no token at all
+    with read_connection() as connection:  # the live-token check and the pool: one plain statement
+        caller, rows = queries.caller_and_rows(connection, _SNAPSHOT_WITH_CALLER, params)
+    queries.finish_read()  # when it joined an open transaction
+    admit_api_member_id(caller)  # 401 before 404, as for every API route
+    if not rows or rows[0][0] != 0:
+        raise NotFound(f"No pool {pool_id}.")
+    return current_app.response_class(pool_body(rows), mimetype=current_app.json.mimetype)
 
 
 @bp.post("/pools/<int:pool_id>/pledges")
 @idempotent
-@bp.arguments(PledgeIn)
+@bp.arguments(PledgeIn())
 @bp.response(201, PledgeOut)
 @bp.errors(402, 503)
 @bp.doc(security=BEARER)

@@ -16,12 +16,19 @@ never ORM objects: nothing here can be changed and flushed by accident, and
 nothing is lazily loaded behind a template's back. Everything here is public
 pool data (what anyone may see on the pool page); whatever is private to a
 member (their pledges, their bid, their wallet) stays with the services.
+
+The rows are plain tuples (on PostgreSQL straight from the driver, see
+marketplace/reads.py) and the exact input of everything presented from
+them: the snapshot, the API's body, the page's summary are each made once
+per distinct rows and kept in a small per-process memo (marketplace/memo.py)
+keyed by those rows, so any change to the pool is a new input, never a stale
+answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, func, literal, literal_column, null, select, type_coerce, union_all
 
@@ -29,6 +36,8 @@ from ..accounts.models import Member
 from ..conversation.models import Comment
 from ..errors import NotFound
 from ..extensions import db
+from ..memo import Memo
+from ..reads import fetch, read_connection
 from . import engine
 from .models import Bid, BidTier, Pledge, Pool
 
@@ -115,8 +124,12 @@ def _typed_null(column):
     return type_coerce(null(), column.type)
 
 
-def _snapshot_statement(with_comment_count: bool):
+def snapshot_statement(with_comment_count: bool = False, caller=None):
     """One round trip: the pool's row (part 0), then one row per tier of each pricing bid (part 1).
+
+    ``caller``, a select of one id column (the API's live-token check), adds
+    its row first (part -1, the id as ``c0``) when it finds one: the caller and
+    the pool in the same round trip (:func:`caller_and_rows`).
 
     ``UNION ALL`` of two selects of the same columns, each filling its own and
     leaving the other's NULL, so the pool's columns are not repeated per tier.
@@ -171,22 +184,22 @@ def _snapshot_statement(with_comment_count: bool):
         .outerjoin(_tiers, _tiers.c.bid_id == _bids.c.id)
         .where(_bids.c.pool_id == pool_id, _one_of(_bids.c.status, PRICING_BIDS))
     )
-    return union_all(pool_part, bids_part).order_by(
-        literal_column("part"), literal_column("bid_id"), literal_column("min_volume")
-    )
+    parts = [pool_part, bids_part]
+    if caller is not None:
+        found = caller.subquery("caller")
+        parts.append(
+            select(
+                literal(-1).label("part"),
+                type_coerce(found.c[0], _pools.c.id.type).label(pool_names[0]),
+                *(filler.label(name) for filler, name in zip(fillers[1:], pool_names[1:], strict=True)),
+                *(_typed_null(column).label(name) for column, name in zip(bid_columns, bid_names, strict=True)),
+            ).select_from(found)
+        )
+    return union_all(*parts).order_by(literal_column("part"), literal_column("bid_id"), literal_column("min_volume"))
 
 
-_SNAPSHOT = _snapshot_statement(with_comment_count=False)
-_SNAPSHOT_WITH_COMMENTS = _snapshot_statement(with_comment_count=True)
-
-
-def _connection():
-    """The request's connection (its transaction), after flushing any pending change: these are plain
-    Core selects, which the session does not autoflush for."""
-    session = db.session()
-    if session.new or session.dirty or session.deleted:
-        session.flush()
-    return session.connection()
+_SNAPSHOT = snapshot_statement(with_comment_count=False)
+_SNAPSHOT_WITH_COMMENTS = snapshot_statement(with_comment_count=True)
 
 
 def _bids_from(rows) -> tuple[engine.Bid, ...]:
@@ -205,15 +218,63 @@ def _bids_from(rows) -> tuple[engine.Bid, ...]:
     return tuple(bids)
 
 
-def pool_snapshot(pool_id: int, *, with_comment_count: bool = False) -> PoolSnapshot:
-    """The pool, its totals and its pricing bids, in one statement (404 ``not_found`` if there is no such pool)."""
+def snapshot_rows(pool_id: int, *, with_comment_count: bool = False) -> tuple[tuple, ...]:
+    """The snapshot statement's rows as plain tuples (404 ``not_found`` if there is no such pool).
+
+    On PostgreSQL a prepared statement straight on the driver (reads.fetch),
+    in autocommit when the request has no transaction open yet
+    (reads.read_connection). The rows are the exact input of everything
+    presented from them, and so the memos' key.
+    """
+    with read_connection() as connection:
+        return rows_on(connection, pool_id, with_comment_count=with_comment_count)
+
+
+def rows_on(connection, pool_id: int, *, with_comment_count: bool = False) -> tuple[tuple, ...]:
+    """:func:`snapshot_rows` on a connection the caller holds (reads.read_connection)."""
     statement = _SNAPSHOT_WITH_COMMENTS if with_comment_count else _SNAPSHOT
-    rows = _connection().execute(statement, {"pool_id": pool_id}).all()
+    rows = fetch(
+        connection, statement, {"pool_id": pool_id}, "pools.snapshot_page" if with_comment_count else "pools.snapshot"
+    )
     if not rows or rows[0][0] != 0:
         raise NotFound(f"No pool {pool_id}.")
+    return rows
+
+
+def caller_and_rows(connection, statement, params: dict) -> tuple[int | None, tuple[tuple, ...]]:
+    """A :func:`snapshot_statement` with a ``caller``, run: (the caller's id or None, the pool's rows or ())."""
+    rows = fetch(connection, statement, params, "pools.snapshot_caller")
+    if rows and rows[0][0] == -1:
+        return rows[0][1], rows[1:]
+    return None, rows
+
+
+def _utc(value):
+    return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+
+# Snapshots by pool, each kept with the exact rows it was built from (a value object: safe to share).
+_SNAPSHOTS = Memo(512)
+
+
+def pool_snapshot(pool_id: int, *, with_comment_count: bool = False) -> PoolSnapshot:
+    """The pool, its totals and its pricing bids, in one statement (404 ``not_found`` if there is no such pool)."""
+    return snapshot_of(snapshot_rows(pool_id, with_comment_count=with_comment_count), with_comment_count)
+
+
+def snapshot_of(rows: tuple[tuple, ...], with_comment_count: bool = False) -> PoolSnapshot:
+    """The snapshot of :func:`snapshot_rows`' rows (built once for the same rows)."""
+    key = (rows[0][1], with_comment_count)
+    snapshot = _SNAPSHOTS.get(key, rows)
+    if snapshot is None:
+        snapshot = _SNAPSHOTS.put(key, rows, snapshot_from_rows(rows, with_comment_count))
+    return snapshot
+
+
+def snapshot_from_rows(rows: tuple[tuple, ...], with_comment_count: bool = False) -> PoolSnapshot:
     head = rows[0]  # part, the pool's fields, display_name, volume, pledge_count[, comment_count], 5 NULLs
     fields = len(_POOL_FIELDS)
-    columns = dict(zip(_POOL_FIELDS, head[1 : fields + 1], strict=True))
+    columns = dict(zip(_POOL_FIELDS, map(_utc, head[1 : fields + 1]), strict=True))
     display_name, volume, pledge_count = head[fields + 1 : fields + 4]
     pool = PoolRow(
         **columns,
@@ -223,7 +284,7 @@ def pool_snapshot(pool_id: int, *, with_comment_count: bool = False) -> PoolSnap
     )
     return PoolSnapshot(
         pool=pool,
-        bids=_bids_from(row[-5:] for row in rows[1:]),  # part 1: bid_id, capacity, placed_at, min_volume, price
+        bids=_bids_from(tuple(map(_utc, row[-5:])) for row in rows[1:]),  # part 1: bid_id, capacity, placed_at, …
         comment_count=int(head[fields + 4]) if with_comment_count else None,
     )
 
@@ -296,7 +357,9 @@ def finish_read() -> None:
     the connection keeps them (psycopg prepares a statement after 5 uses).
     Pending changes, which a read never has, are left to that rollback.
     """
+    if not db.session.registry.has():
+        return  # the request made no session: nothing to end
     session = db.session()
-    if session.new or session.dirty or session.deleted:
+    if not session.in_transaction() or session.new or session.dirty or session.deleted:
         return
     session.commit()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
@@ -22,6 +22,7 @@ from ..clock import now
 from ..conversation import services as conversation
 from ..errors import DomainError, Forbidden, InsufficientFunds, NotFound, NotVerified, ValidationFailed
 from ..i18n import current_locale, format_money, format_number, localized_errors
+from ..memo import Memo
 from ..money import MAX_AMOUNT
 from ..templating import Page, page_from_request
 from ..wallet import services as wallet
@@ -42,23 +43,37 @@ CHART_WORDING = chart.Wording(gettext=_, ngettext=ngettext, number=format_number
 # ---------------------------------------------------------------- helpers
 
 
-@bp.app_template_filter("closes_in")
-def closes_in(deadline: datetime) -> str:
-    """``"closes in 2 days 4 hours"``; ``"deadline passed, closing shortly"`` once it is over."""
+def time_left(deadline: datetime) -> tuple[int, int, int] | None:
+    """What :func:`closes_in` says of ``deadline`` now, as numbers: (days, hours, minutes) shown (0: not
+    shown), or None once the deadline has passed. The words depend on now only through these."""
     seconds = int((deadline - now()).total_seconds())
     if seconds <= 0:
-        return _("deadline passed, closing shortly")
+        return None
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
+    return (days, hours if days < 7 else 0, minutes if not days and hours < 6 else 0)
+
+
+def time_left_text(left: tuple[int, int, int] | None) -> str:
+    """:func:`time_left`'s numbers in words, in the reader's language."""
+    if left is None:
+        return _("deadline passed, closing shortly")
+    days, hours, minutes = left
     parts = []
     if days:
         parts.append(ngettext("%(num)s day", "%(num)s days", days))
-    if hours and days < 7:
+    if hours:
         parts.append(ngettext("%(num)s hour", "%(num)s hours", hours))
-    if not days and minutes and hours < 6:
+    if minutes:
         parts.append(ngettext("%(num)s minute", "%(num)s minutes", minutes))
     return _("closes in %(time)s", time=" ".join(parts) if parts else _("less than a minute"))
+
+
+@bp.app_template_filter("closes_in")
+def closes_in(deadline: datetime) -> str:
+    """``"closes in 2 days 4 hours"``; ``"deadline passed, closing shortly"`` once it is over."""
+    return time_left_text(time_left(deadline))
 
 
 @lru_cache(maxsize=256)
@@ -72,6 +87,36 @@ def _chart_svg(steps: tuple, volume: int, min_volume: int, currency: str, unit: 
         unit=unit,
         wording=CHART_WORDING,
     )
+
+
+# The pool page's public summary (templates/pools/_summary.html) by pool, language, time left (the
+# numbers the "closes in" words say) and script root, kept with the exact snapshot rows it was rendered
+# from: the same rows give the same HTML, other rows render it anew.
+_SUMMARIES = Memo(512)
+
+
+def _summary(rows: tuple[tuple, ...], snapshot: queries.PoolSnapshot) -> Markup:
+    """The summary's HTML: rendered once per distinct input, for every viewer alike (it shows nobody's own)."""
+    pool = snapshot.pool
+    left = time_left(pool.deadline) if pool.status == "open" else ()
+    locale = current_locale()
+    key = (pool.id, locale, left, request.script_root)
+    html = _SUMMARIES.get(key, rows)
+    if html is None:
+        insight = queries.insight(snapshot)
+        steps = chart.steps_from_bids(snapshot.bids)
+        svg = _chart_svg(tuple(steps), insight["volume"], pool.min_volume, pool.currency, pool.unit, locale)
+        html = Markup(
+            current_app.jinja_env.get_template("pools/_summary.html").render(
+                pool=pool,
+                insight=insight,
+                steps=steps,
+                chart_svg=Markup(svg),  # built by chart.render_svg, every text in it escaped
+                closes=time_left_text(left) if left != () else "",
+            )
+        )
+        _SUMMARIES.put(key, rows, html)
+    return html
 
 
 def _member():
@@ -128,11 +173,10 @@ def render_detail(
     The pool's public numbers come from one read model (queries.pool_snapshot: one
     statement); what only the signed-in viewer may see is read for that viewer alone.
     """
-    snapshot = queries.pool_snapshot(pool_id, with_comment_count=True)
+    rows = queries.snapshot_rows(pool_id, with_comment_count=True)
+    snapshot = queries.snapshot_of(rows, with_comment_count=True)
     pool = snapshot.pool
-    insight = queries.insight(snapshot)
-    steps = chart.steps_from_bids(snapshot.bids)
-    svg = _chart_svg(tuple(steps), insight["volume"], pool.min_volume, pool.currency, pool.unit, current_locale())
+    summary = _summary(rows, snapshot)
     member = _member()
     accepting = pool.status == "open" and now() < pool.deadline
     own_pledges, own_bid, can_review, available = [], None, False, None
@@ -162,9 +206,7 @@ def render_detail(
     return render_template(
         "pools/detail.html",
         pool=pool,
-        insight=insight,
-        steps=steps,
-        chart_svg=Markup(svg),  # built by chart.render_svg, every text in it escaped
+        summary=summary,
         member=member,
         accepting=accepting,
         is_organizer=member is not None and member.id == pool.organizer_id,

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from marketplace.clock import now
 from marketplace.extensions import db
-from marketplace.ledger.models import Hold
+from marketplace.ledger.models import Hold, IdempotencyRecord
 from marketplace.money import round_half_up
 from marketplace.pools.models import Pledge
 from tests.helpers import assert_error, assert_ledger_invariants, make_member, token_for, wallet_of
@@ -472,6 +472,42 @@ def test_replay_after_the_pool_closed_still_returns_the_first_response(api):
     again = pledge(api, tm, pid, 5, 100, headers=headers)
     assert (again.status_code, again.get_json()) == (201, first.get_json())
     assert wallet_of(member.id) == {"currency": "EUR", "balance": 5_000, "held": 0, "available": 5_000}
+
+
+def test_pledge_replay_is_the_first_response_byte_for_byte_and_matches_the_stored_pledge(api):
+    organizer = make_member()
+    member = make_member(funds={"EUR": 50_000})
+    tm = token_for(member)
+    pid = create_pool(api, token_for(organizer))["id"]
+    headers = {"Idempotency-Key": "pledge-bytes"}
+    first = pledge(api, tm, pid, 3, 700, headers=headers)
+    assert first.status_code == 201
+    db.session.expire_all()
+    again = pledge(api, tm, pid, 3, 700, headers=headers)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert (again.status_code, again.mimetype, again.get_data()) == (201, "application/json", first.get_data())
+    record = db.session.execute(select(IdempotencyRecord).where(IdempotencyRecord.key == "pledge-bytes")).scalar_one()
+    assert (record.status_code, record.response_body) == (201, first.get_data(as_text=True))
+    # The answer is made from the values the pledge was stored with: the same as reading it back.
+    body = first.get_json()
+    assert api.get(f"/api/v1/pools/{pid}/pledges", token=tm).get_json() == [body]
+    assert body == {
+        "id": body["id"],
+        "pool_id": pid,
+        "member_id": member.id,
+        "quantity": 3,
+        "max_unit_price": 700,
+        "held_amount": 2_100,
+        "status": "active",
+        "charged_amount": 0,
+        "created_at": body["created_at"],
+        "funding": "wallet",
+        "authorization": None,
+    }
+    hold = db.session.get(Hold, db.session.get(Pledge, body["id"]).hold_id)
+    assert (hold.status, hold.amount, hold.reference) == ("held", 2_100, f"pool:{pid}:pledge")
+    assert wallet_of(member.id) == {"currency": "EUR", "balance": 50_000, "held": 2_100, "available": 47_900}
+    assert_ledger_invariants()
 
 
 # ---------------------------------------------------------------- test clock and scheduler
