@@ -24,7 +24,6 @@ from collections.abc import Iterable
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
-from sqlalchemy.orm.instrumentation import manager_of_class
 
 from ..clock import now
 from ..db import attach_loaded, transaction
@@ -363,40 +362,6 @@ def _write_entry(
     return entry_id
 
 
-_new_entry_instance = manager_of_class(JournalEntry).new_instance
-_ENTRY_IDENTITY = JournalEntry.__mapper__._identity_class
-
-
-def _attach_entry(session, entry_id: int, values: dict) -> JournalEntry:
-    """The new row as a persistent JournalEntry of ``session``, built from what was inserted (no SELECT).
-
-    The instance is made exactly as the ORM makes one for a loaded row (see
-    ``loading._instance``): its columns straight into its ``__dict__``, no
-    constructor and no events, its identity key set and the state put in the
-    session's identity map. Its relationships load lazily when read, and the
-    commit expires it like any other loaded object. (``session.add`` of a
-    detached copy would do the same through the save-update cascade, at a
-    sixth of a transfer's Python time.)
-    """
-    key = (_ENTRY_IDENTITY, (entry_id,), None)
-    identity_map = session.identity_map
-    stale = identity_map.fast_get_state(key)
-    if stale is not None:  # left over from a rolled-back transaction that used the same id
-        stale_entry = stale.obj()
-        if stale_entry is not None:
-            session.expunge(stale_entry)
-        else:
-            identity_map.safe_discard(stale)
-    entry = _new_entry_instance()
-    entry.__dict__.update(values, id=entry_id)
-    state = instance_state(entry)
-    state.key = key
-    state.identity_token = None
-    state.session_id = session.hash_key
-    identity_map._add_unpresent(state, key)
-    return entry
-
-
 def _entry_values(kind: str, memo: str, idempotency_key: str | None, actor_id, reverses_id) -> dict:
     return dict(
         kind=kind,
@@ -452,7 +417,7 @@ def _post(
         if entry_id is None:  # the same key, committed meanwhile by a command on other accounts
             return _entry_by_key(idempotency_key)
         _sync_posted(accounts, ids, balances)
-        return _attach_entry(session, entry_id, values)
+        return attach_loaded(JournalEntry, {**values, "id": entry_id})  # as a loaded row: no SELECT
 
 
 def post_entry(
