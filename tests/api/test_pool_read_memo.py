@@ -52,7 +52,8 @@ class Ids:
         self.id = id_
 
 
-def make_pool(organizer, **overrides) -> int:
+def make_pool(organizer_id: int, **overrides) -> int:
+    """A new open pool's id (the pool pages' memo tests use it too)."""
     values = dict(
         title="Heat pumps for the street",
         description="Bulk order",
@@ -62,7 +63,7 @@ def make_pool(organizer, **overrides) -> int:
         deadline=now() + timedelta(days=2),
     )
     values.update(overrides)
-    return pools.create_pool(organizer.id, **values).id
+    return pools.create_pool(organizer_id, **values).id
 
 
 def test_the_body_follows_every_change_to_the_pool(api):
@@ -72,7 +73,7 @@ def test_the_body_follows_every_change_to_the_pool(api):
     supplier = make_member("supplier")
     other_supplier = make_member("supplier")
     token = token_for(organizer)
-    pool = Ids(make_pool(organizer))
+    pool = Ids(make_pool(organizer.id))
     organizer, alice, bob, supplier, other_supplier = (
         Ids(m.id) for m in (organizer, alice, bob, supplier, other_supplier)
     )
@@ -108,7 +109,7 @@ def test_each_pool_has_its_own_body_and_the_memo_stays_bounded(api, monkeypatch)
     monkeypatch.setattr(pools_api, "_POOL_BODIES", Memo(2))
     organizer = make_member()
     token = token_for(organizer)
-    made = [make_pool(organizer, title=f"Pool number {n}") for n in range(4)]
+    made = [make_pool(organizer.id, title=f"Pool number {n}") for n in range(4)]
     for _ in range(2):
         for pool_id in made:
             assert fetch(api, token, pool_id) == schema_body(pool_id)
@@ -118,7 +119,7 @@ def test_each_pool_has_its_own_body_and_the_memo_stays_bounded(api, monkeypatch)
 def test_unknown_pool_and_bad_tokens_answer_as_before(api):
     organizer = make_member()
     token = token_for(organizer)
-    pool_id = make_pool(organizer)
+    pool_id = make_pool(organizer.id)
     fetch(api, token, pool_id)
     assert_error(api.get("/api/v1/pools/999999", token=token), 404, "not_found")
     assert_error(api.get(f"/api/v1/pools/{pool_id}"), 401)
@@ -130,7 +131,7 @@ def test_a_revoked_token_is_refused_at_once(api):
     organizer = make_member()
     token = token_for(organizer)
     organizer_id = organizer.id
-    pool_id = make_pool(organizer)
+    pool_id = make_pool(organizer.id)
     fetch(api, token, pool_id)
     row = accounts.list_tokens(organizer_id)[0]
     accounts.revoke_token(organizer_id, row.id)
@@ -142,7 +143,7 @@ def test_a_revoked_token_is_refused_at_once(api):
 def test_the_autocommit_read_leaves_pooled_connections_transactional(api):
     organizer = make_member()
     token = token_for(organizer)
-    pool_id = make_pool(organizer)
+    pool_id = make_pool(organizer.id)
     for _ in range(3):
         fetch(api, token, pool_id)
     with db.engine.connect() as connection:

@@ -17,6 +17,7 @@ from marketplace.memo import Memo
 from marketplace.pools import services as pools
 from marketplace.pools import views as pool_views
 from marketplace.pools.models import Pool
+from tests.api.test_pool_read_memo import make_pool
 from tests.helpers import make_member, set_clock
 from tests.web.test_pool_pages import browser, signed_in, text
 
@@ -32,19 +33,6 @@ def facts(response) -> dict:
     html = response.get_data(as_text=True)
     found = {name: re.search(rf'id="{name}">(.*?)</dd>', html, re.S) for name in ("pledge-count", "best-price")}
     return {name: (m.group(1).strip() if m else None) for name, m in found.items()}
-
-
-def make_pool(organizer_id: int, **overrides) -> int:
-    values = dict(
-        title="Heat pumps for the street",
-        description="Bulk order",
-        unit="pump",
-        currency="EUR",
-        min_volume=10,
-        deadline=now() + timedelta(days=2),
-    )
-    values.update(overrides)
-    return pools.create_pool(organizer_id, **values).id
 
 
 def test_the_page_follows_every_change_to_the_pool(app):
