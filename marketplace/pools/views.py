@@ -7,14 +7,16 @@ may browse the list and a pool's page; every action needs a signed-in member.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_login import current_user, login_required
+from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
 from ..accounts.auth import web_member
@@ -119,6 +121,26 @@ def _summary(rows: tuple[tuple, ...], snapshot: queries.PoolSnapshot) -> Markup:
     return html
 
 
+# The whole page as a visitor who is not signed in sees an open pool, by pool, language, time left,
+# whether it still takes pledges, script root and path with query, kept with the exact input it was
+# rendered from (the snapshot rows and the comments shown): the same for every such visitor but for
+# their CSRF token, which the stored page holds as a slot filled in for each request.
+_VISITOR_PAGES = Memo(512)
+_TOKEN_SLOT = f"csrf-slot-{uuid.uuid4().hex}"  # per process: a comment cannot know (or forge) it
+
+
+def _visitor_page(pool, snapshot_rows: tuple, comments: list, left, accepting: bool, context: dict) -> str:
+    """The page of ``context`` as the visitor sees it: rendered once per distinct input (see _VISITOR_PAGES)."""
+    key = (pool.id, current_locale(), left, accepting, request.script_root, request.full_path)
+    shown = tuple((c.id, c.author_id, c.author.display_name, c.created_at, c.body) for c in comments)
+    data = (snapshot_rows, shown)
+    html = _VISITOR_PAGES.get(key, data)
+    if html is None:
+        html = render_template("pools/detail.html", **context, csrf_token=lambda: _TOKEN_SLOT)
+        _VISITOR_PAGES.put(key, data, html)
+    return html.replace(_TOKEN_SLOT, generate_csrf())
+
+
 def _member():
     return web_member() if current_user.is_authenticated else None
 
@@ -173,10 +195,11 @@ def render_detail(
     The pool's public numbers come from one read model (queries.pool_snapshot: one
     statement); what only the signed-in viewer may see is read for that viewer alone.
     """
-    rows = queries.snapshot_rows(pool_id, with_comment_count=True)
-    snapshot = queries.snapshot_of(rows, with_comment_count=True)
+    submitted = any(form is not None for form in (pledge_form, preview, bid_form, comment_form, review_form))
+    snapshot_rows = queries.snapshot_rows(pool_id, with_comment_count=True)
+    snapshot = queries.snapshot_of(snapshot_rows, with_comment_count=True)
     pool = snapshot.pool
-    summary = _summary(rows, snapshot)
+    summary = _summary(snapshot_rows, snapshot)
     member = _member()
     accepting = pool.status == "open" and now() < pool.deadline
     own_pledges, own_bid, can_review, available = [], None, False, None
@@ -203,8 +226,7 @@ def render_detail(
         review_form = ReviewForm(formdata=None)
     if comment_form is None and member is not None:
         comment_form = CommentForm(formdata=None)
-    return render_template(
-        "pools/detail.html",
+    context = dict(
         pool=pool,
         summary=summary,
         member=member,
@@ -225,7 +247,11 @@ def render_detail(
         comments=comments,
         comment_page=comment_page,
         comment_form=comment_form,
-    ), status
+    )
+    if member is None and pool.status == "open" and not submitted and not session.get("_flashes"):
+        left = time_left(pool.deadline)
+        return _visitor_page(pool, snapshot_rows, comments, left, accepting, context), status
+    return render_template("pools/detail.html", **context), status
 
 
 def _act(pool_id: int, action, success, anchor: str | None = None):
