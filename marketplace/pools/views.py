@@ -129,14 +129,14 @@ _VISITOR_PAGES = Memo(512)
 _TOKEN_SLOT = f"csrf-slot-{uuid.uuid4().hex}"  # per process: a comment cannot know (or forge) it
 
 
-def _visitor_page(pool, snapshot_rows: tuple, comments: list, left, accepting: bool, context: dict) -> str:
-    """The page of ``context`` as the visitor sees it: rendered once per distinct input (see _VISITOR_PAGES)."""
-    key = (pool.id, current_locale(), left, accepting, request.script_root, request.full_path)
+def _visitor_page(pool, snapshot_rows: tuple, comments: list, accepting: bool, context) -> str:
+    """The page of ``context()`` as the visitor sees it: rendered once per distinct input (see _VISITOR_PAGES)."""
+    key = (pool.id, current_locale(), time_left(pool.deadline), accepting, request.script_root, request.full_path)
     shown = tuple((c.id, c.author_id, c.author.display_name, c.created_at, c.body) for c in comments)
     data = (snapshot_rows, shown)
     html = _VISITOR_PAGES.get(key, data)
     if html is None:
-        html = render_template("pools/detail.html", **context, csrf_token=lambda: _TOKEN_SLOT)
+        html = render_template("pools/detail.html", **context(), csrf_token=lambda: _TOKEN_SLOT)
         _VISITOR_PAGES.put(key, data, html)
     return html.replace(_TOKEN_SLOT, generate_csrf())
 
@@ -194,14 +194,54 @@ def render_detail(
 
     The pool's public numbers come from one read model (queries.pool_snapshot: one
     statement); what only the signed-in viewer may see is read for that viewer alone.
+    A visitor who is not signed in gets an open pool's page from _visitor_page.
     """
     submitted = any(form is not None for form in (pledge_form, preview, bid_form, comment_form, review_form))
     snapshot_rows = queries.snapshot_rows(pool_id, with_comment_count=True)
     snapshot = queries.snapshot_of(snapshot_rows, with_comment_count=True)
     pool = snapshot.pool
-    summary = _summary(snapshot_rows, snapshot)
     member = _member()
     accepting = pool.status == "open" and now() < pool.deadline
+    comment_page = _comment_page(snapshot.comment_count)
+    comments = []
+    if snapshot.comment_count:
+        comments = conversation.comments("pool", pool.id, offset=comment_page.offset, limit=comment_page.per_page)
+    forms = dict(
+        pledge_form=pledge_form,
+        preview=preview,
+        bid_form=bid_form,
+        comment_form=comment_form,
+        review_form=review_form,
+    )
+    if member is None and pool.status == "open" and not submitted and not session.get("_flashes"):
+        page = _visitor_page(
+            pool,
+            snapshot_rows,
+            comments,
+            accepting,
+            lambda: _detail_context(snapshot_rows, snapshot, None, accepting, comment_page, comments, **forms),
+        )
+        return page, status
+    context = _detail_context(snapshot_rows, snapshot, member, accepting, comment_page, comments, **forms)
+    return render_template("pools/detail.html", **context), status
+
+
+def _detail_context(
+    snapshot_rows,
+    snapshot,
+    member,
+    accepting,
+    comment_page,
+    comments,
+    *,
+    pledge_form,
+    preview,
+    bid_form,
+    comment_form,
+    review_form,
+) -> dict:
+    """What templates/pools/detail.html shows ``member`` (None: a visitor who is not signed in)."""
+    pool = snapshot.pool
     own_pledges, own_bid, can_review, available = [], None, False, None
     if member is not None:
         if not member.is_supplier:
@@ -215,10 +255,6 @@ def render_detail(
     if bid_form is None:
         bid_form = BidForm.from_bid(own_bid, rows) if own_bid is not None else BidForm.blank_form(rows)
     comparison = services.closed_pool_bids(pool.id) if pool.status != "open" else []
-    comment_page = _comment_page(snapshot.comment_count)
-    comments = []
-    if snapshot.comment_count:
-        comments = conversation.comments("pool", pool.id, offset=comment_page.offset, limit=comment_page.per_page)
     # Forms only where the page shows them (a visitor who is not signed in sees none of them).
     if pledge_form is None and member is not None and not member.is_supplier and accepting:
         pledge_form = PledgeForm(formdata=None)
@@ -226,9 +262,9 @@ def render_detail(
         review_form = ReviewForm(formdata=None)
     if comment_form is None and member is not None:
         comment_form = CommentForm(formdata=None)
-    context = dict(
+    return dict(
         pool=pool,
-        summary=summary,
+        summary=_summary(snapshot_rows, snapshot),
         member=member,
         accepting=accepting,
         is_organizer=member is not None and member.id == pool.organizer_id,
@@ -248,10 +284,6 @@ def render_detail(
         comment_page=comment_page,
         comment_form=comment_form,
     )
-    if member is None and pool.status == "open" and not submitted and not session.get("_flashes"):
-        left = time_left(pool.deadline)
-        return _visitor_page(pool, snapshot_rows, comments, left, accepting, context), status
-    return render_template("pools/detail.html", **context), status
 
 
 def _act(pool_id: int, action, success, anchor: str | None = None):
