@@ -8,6 +8,7 @@ from flask import Flask, jsonify
 from sqlalchemy import text
 
 from .config import BASE_DIR, build_config
+from .db import end_reads_with_commit
 from .extensions import api, csrf, limiter, login_manager, migrate
 from .extensions import db as sqla
 
@@ -40,6 +41,7 @@ def register_extensions(app: Flask) -> None:
 
         configure_sqlite(app)
     sqla.init_app(app)
+    end_reads_with_commit(app)
     migrate.init_app(app, sqla, directory=str(BASE_DIR / "migrations"), render_as_batch=True)
     # The remember-me cookie is a year-long credential: Secure whenever the session cookie is.
     app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", False))

@@ -8,8 +8,10 @@ wrapper around a service) join the outer one, so one request is one commit.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC
 
+from flask import Flask, g, request
 from sqlalchemy import BigInteger, DateTime, Integer, inspect
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.types import TypeDecorator
@@ -113,3 +115,48 @@ def attach_loaded(cls, values: dict):
     state.session_id = session.hash_key
     identity_map._add_unpresent(state, key)
     return obj
+
+
+# ---------------------------------------------------------------- ending a read-only request
+
+_READ_OK = "marketplace_read_ok"
+
+
+def end_reads_with_commit(app: Flask) -> None:
+    """A GET or HEAD answered below 400 ends its transaction with COMMIT, not the teardown's ROLLBACK.
+
+    For a transaction that wrote nothing the two are the same, but psycopg
+    deallocates every prepared statement of the connection at each ROLLBACK,
+    so PostgreSQL would parse and plan every statement of every page again;
+    with COMMIT the connection keeps them (psycopg prepares a statement after
+    five uses). It runs at the request's teardown, after the response is
+    made and before Flask-SQLAlchemy removes the session, so nothing is
+    expired under a template. Anything else — another method, an error
+    answer, an exception, a session with pending changes — is left to the
+    usual rollback.
+    """
+
+    @app.after_request
+    def note_successful_read(response):
+        if request.method in ("GET", "HEAD") and response.status_code < 400:
+            g.setdefault(_READ_OK, True)
+        return response
+
+    @app.teardown_request
+    def commit_successful_read(exc) -> None:
+        if exc is None and g.pop(_READ_OK, False):
+            finish_read()
+
+
+def finish_read() -> None:
+    """COMMIT the request's session transaction if it holds nothing pending (else leave it to the rollback)."""
+    if not db.session.registry.has():
+        return  # the request made no session: nothing to end
+    session = db.session()
+    if not session.in_transaction() or session.new or session.dirty or session.deleted:
+        return
+    try:
+        session.commit()
+    except Exception:  # noqa: BLE001 - the answer is already made; the teardown rolls back what is left
+        logging.getLogger(__name__).warning("ending a read with COMMIT failed", exc_info=True)
+        session.rollback()

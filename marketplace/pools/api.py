@@ -68,7 +68,6 @@ def get_pool(pool_id):
     params = {"digest": bearer_digest(), "pool_id": pool_id}  # 401 first if there is no token at all
     with read_connection() as connection:  # the live-token check and the pool: one plain statement
         caller, rows = queries.caller_and_rows(connection, _SNAPSHOT_WITH_CALLER, params)
-    queries.finish_read()  # when it joined an open transaction
     admit_api_member_id(caller)  # 401 before 404, as for every API route
     if not rows or rows[0][0] != 0:
         raise NotFound(f"No pool {pool_id}.")

@@ -342,24 +342,3 @@ def own_pledges(pool_id: int, member_id: int) -> list[Pledge]:
             select(Pledge).where(Pledge.pool_id == pool_id, Pledge.member_id == member_id).order_by(Pledge.id)
         ).scalars()
     )
-
-
-# ---------------------------------------------------------------- ending a read
-
-
-def finish_read() -> None:
-    """End a read-only request's transaction with COMMIT instead of the teardown's ROLLBACK.
-
-    For a transaction that wrote nothing the two are the same, but psycopg
-    deallocates every prepared statement of the connection at each ROLLBACK:
-    PostgreSQL would parse and plan every statement of every read again (for
-    the pool's statement that was most of the database's time). With COMMIT
-    the connection keeps them (psycopg prepares a statement after 5 uses).
-    Pending changes, which a read never has, are left to that rollback.
-    """
-    if not db.session.registry.has():
-        return  # the request made no session: nothing to end
-    session = db.session()
-    if not session.in_transaction() or session.new or session.dirty or session.deleted:
-        return
-    session.commit()

@@ -330,9 +330,7 @@ def index():
 
 @bp.get("/pools/<int:pool_id>")
 def detail(pool_id: int):
-    page = render_detail(pool_id)
-    queries.finish_read()
-    return page
+    return render_detail(pool_id)
 
 
 @bp.get("/pledges")
