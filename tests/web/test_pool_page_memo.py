@@ -103,15 +103,16 @@ def test_the_time_left_follows_the_clock(app):
     assert "deadline passed, closing shortly" in text(page(client, pool_id))
 
 
-def test_the_memo_stays_bounded(app, monkeypatch):
-    monkeypatch.setattr(pool_views, "_SUMMARIES", Memo(2))
+@pytest.mark.parametrize("memo", ["_SUMMARIES", "_VISITOR_PAGES"])
+def test_the_memos_stay_bounded(app, monkeypatch, memo):
+    monkeypatch.setattr(pool_views, memo, Memo(2))
     organizer_id = make_member().id
     made = [make_pool(organizer_id, title=f"Pool number {n}") for n in range(4)]
     client = browser(app)
     for _ in range(2):
         for n, pool_id in enumerate(made):
             assert f"Pool number {n}" in text(page(client, pool_id))
-    assert len(pool_views._SUMMARIES) == 2
+    assert len(getattr(pool_views, memo)) == 2
 
 
 def test_a_viewer_sees_only_their_own_pledges_and_forms(app):
@@ -247,17 +248,6 @@ def test_only_open_pools_are_served_from_the_visitors_memo(app):
     pool_views._VISITOR_PAGES.clear()
     assert "cancelled" in text(page(client, pool_id))
     assert len(pool_views._VISITOR_PAGES) == 0
-
-
-def test_the_visitors_memo_stays_bounded(app, monkeypatch):
-    monkeypatch.setattr(pool_views, "_VISITOR_PAGES", Memo(2))
-    organizer_id = make_member().id
-    made = [make_pool(organizer_id, title=f"Pool number {n}") for n in range(4)]
-    client = browser(app)
-    for _ in range(2):
-        for n, pool_id in enumerate(made):
-            assert f"Pool number {n}" in text(page(client, pool_id))
-    assert len(pool_views._VISITOR_PAGES) == 2
 
 
 def test_the_language_switch_returns_a_visitor_to_the_address_they_came_by(app):
