@@ -76,14 +76,15 @@ def reader() -> Connection:
     held = getattr(_readers, "held", None)
     if held is not None:
         connection, held_app, expires = held
-        if held_app is app and time.monotonic() < expires and not connection.invalidated and not connection.closed:
+        fresh = expires is None or time.monotonic() < expires
+        if held_app is app and fresh and not connection.invalidated and not connection.closed:
             return connection
         _readers.held = None
         connection.close()
     engine = _read_engine(app)
     connection = engine.connect()
     recycle = engine.pool._recycle
-    _readers.held = (connection, app, time.monotonic() + recycle if recycle >= 0 else float("inf"))
+    _readers.held = (connection, app, time.monotonic() + recycle if recycle >= 0 else None)  # None: never recycled
     return connection
 
 

@@ -196,7 +196,6 @@ def render_detail(
     statement); what only the signed-in viewer may see is read for that viewer alone.
     A visitor who is not signed in gets an open pool's page from _visitor_page.
     """
-    submitted = any(form is not None for form in (pledge_form, preview, bid_form, comment_form, review_form))
     snapshot_rows = queries.snapshot_rows(pool_id, with_comment_count=True)
     snapshot = queries.snapshot_of(snapshot_rows, with_comment_count=True)
     pool = snapshot.pool
@@ -213,6 +212,7 @@ def render_detail(
         comment_form=comment_form,
         review_form=review_form,
     )
+    submitted = any(form is not None for form in forms.values())
     if member is None and pool.status == "open" and not submitted and not session.get("_flashes"):
         page = _visitor_page(
             pool,

@@ -78,7 +78,7 @@ def test_a_reader_is_replaced_once_older_than_the_pools_recycle_time(app):
     assert _get_pool(app, token, pool_id).status_code == 200
     old = reads.reader()
     connection, held_app, _ = reads._readers.held
-    reads._readers.held = (connection, held_app, 0.0)  # as if pool_recycle seconds had passed
+    reads._readers.held = (connection, held_app, 0)  # as if pool_recycle seconds had passed
     assert _get_pool(app, token, pool_id).status_code == 200
     assert reads.reader() is not old and old.closed
 
