@@ -24,10 +24,11 @@ def register(app: Flask) -> None:
 
     @app.cli.command("ledger-check")
     def ledger_check() -> None:
-        """Recompute balances from postings; exit 1 on any difference."""
+        """Recompute balances from postings and pools' pledge totals from pledges; exit 1 on any difference."""
         from .ledger.queries import reconcile, trial_balance
+        from .pools.queries import total_problems
 
-        problems = reconcile()
+        problems = reconcile() + total_problems()
         totals = trial_balance()["totals"]
         for currency, t in sorted(totals.items()):
             click.echo(f"{currency}: debits {t['debits']} credits {t['credits']}")
@@ -36,7 +37,7 @@ def register(app: Flask) -> None:
                 click.echo(f"DIFFERENCE: {problem}", err=True)
             click.echo(f"ledger-check: {len(problems)} difference(s)", err=True)
             sys.exit(1)
-        click.echo("ledger-check: OK, every balance equals the sum of its postings")
+        click.echo("ledger-check: OK, every balance equals the sum of its postings, every pool's totals its pledges")
 
     @app.cli.command("run-due")
     def run_due() -> None:

@@ -14,10 +14,11 @@ PASSWORD = "correct-horse-battery"
 
 
 def assert_ledger_invariants() -> None:
-    """Debits = credits per currency and entry; cached balances = postings."""
+    """Debits = credits per currency and entry; cached balances = postings; pools' kept totals = pledges."""
     from marketplace.ledger.queries import reconcile, trial_balance
+    from marketplace.pools.queries import total_problems
 
-    problems = reconcile()
+    problems = reconcile() + total_problems()
     assert problems == [], "ledger invariants broken:\n" + "\n".join(problems)
     tb = trial_balance()
     assert tb["balanced"], f"trial balance not balanced: {tb['totals']}"

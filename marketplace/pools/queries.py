@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, func, literal, literal_column, null, select, type_coerce, union_all
+from sqlalchemy import BigInteger, bindparam, cast, func, literal, literal_column, null, select, type_coerce, union_all
 
 from ..accounts.models import Member
 from ..conversation.models import Comment
@@ -39,9 +39,8 @@ from ..extensions import db
 from ..memo import Memo
 from ..reads import fetch, read_connection
 from . import engine
-from .models import Bid, BidTier, Pledge, Pool
+from .models import COUNTED_PLEDGES, TOTAL_SHARDS, Bid, BidTier, Pledge, Pool, PoolPledgeTotal
 
-COUNTED_PLEDGES = ("active", "filled", "released")  # withdrawn pledges never count
 PRICING_BIDS = ("active", "won", "lost")  # replaced and void bids never price a pool
 
 
@@ -92,6 +91,7 @@ class PoolSnapshot:
 # execution and loading machinery even for plain rows, which costs more than the query.
 _pools, _members, _pledges = Pool.__table__, Member.__table__, Pledge.__table__
 _bids, _tiers, _comments = Bid.__table__, BidTier.__table__, Comment.__table__
+_totals = PoolPledgeTotal.__table__
 _POOL_FIELDS = (
     "id",
     "title",
@@ -124,6 +124,39 @@ def _typed_null(column):
     return type_coerce(null(), column.type)
 
 
+def totals_select():
+    """Pool id, pledged volume and pledge count per pool, from the totals the database keeps
+    (models.PoolPledgeTotal): a fixed number of rows per pool, however many pledges it has."""
+    return select(
+        _totals.c.pool_id,
+        cast(func.sum(_totals.c.volume), BigInteger).label("volume"),
+        cast(func.sum(_totals.c.pledges), BigInteger).label("pledge_count"),
+    ).group_by(_totals.c.pool_id)
+
+
+def total_problems() -> list[str]:
+    """Every pool whose kept totals differ from its pledges (``flask ledger-check``), as sentences."""
+    kept = {row[0]: (int(row[1]), int(row[2])) for row in db.session.execute(totals_select())}
+    summed = db.session.execute(
+        select(_pledges.c.pool_id, func.sum(_pledges.c.quantity), func.count(_pledges.c.id))
+        .where(_pledges.c.status.in_(COUNTED_PLEDGES))
+        .group_by(_pledges.c.pool_id)
+    )
+    pledged = {row[0]: (int(row[1]), int(row[2])) for row in summed}
+    shards = dict(db.session.execute(select(_totals.c.pool_id, func.count()).group_by(_totals.c.pool_id)).all())
+    problems = []
+    for pool_id in db.session.execute(select(_pools.c.id).order_by(_pools.c.id)).scalars():
+        have, want = kept.get(pool_id, (0, 0)), pledged.get(pool_id, (0, 0))
+        if have != want:
+            problems.append(
+                f"pool {pool_id}: kept totals {have[0]} units in {have[1]} pledges "
+                f"!= its pledges' {want[0]} units in {want[1]} pledges"
+            )
+        if shards.get(pool_id, 0) != TOTAL_SHARDS:
+            problems.append(f"pool {pool_id}: {shards.get(pool_id, 0)} totals rows, not {TOTAL_SHARDS}")
+    return problems
+
+
 def snapshot_statement(with_comment_count: bool = False, caller=None):
     """One round trip: the pool's row (part 0), then one row per tier of each pricing bid (part 1).
 
@@ -135,16 +168,7 @@ def snapshot_statement(with_comment_count: bool = False, caller=None):
     leaving the other's NULL, so the pool's columns are not repeated per tier.
     """
     pool_id = bindparam("pool_id")
-    totals = (
-        select(
-            _pledges.c.pool_id,
-            func.sum(_pledges.c.quantity).label("volume"),
-            func.count(_pledges.c.id).label("pledge_count"),
-        )
-        .where(_pledges.c.pool_id == pool_id, _one_of(_pledges.c.status, COUNTED_PLEDGES))
-        .group_by(_pledges.c.pool_id)
-        .subquery("totals")
-    )
+    totals = totals_select().where(_totals.c.pool_id == pool_id).subquery("totals")
     pool_columns = [_pools.c[name] for name in _POOL_FIELDS]
     pool_values = [
         *pool_columns,

@@ -31,9 +31,7 @@ from ..operators.services import record_audit
 from ..payments import authorizations
 from ..texts import N_, Money, Msg, N_plural, by_status
 from . import engine, queries
-from .models import Bid, BidTier, Pledge, Pool
-
-COUNTED_PLEDGES = queries.COUNTED_PLEDGES  # withdrawn pledges never count
+from .models import Bid, BidTier, Pledge, Pool, PoolPledgeTotal
 
 # Refusals that name a status: one whole sentence per status, so each language can make the words agree.
 _NOT_OPEN = {
@@ -116,11 +114,7 @@ def pool_stats(pool_ids: list[int]) -> dict[int, dict]:
     stats = {pid: {"volume": 0, "pledge_count": 0} for pid in pool_ids}
     if not pool_ids:
         return stats
-    rows = db.session.execute(
-        select(Pledge.pool_id, func.coalesce(func.sum(Pledge.quantity), 0), func.count(Pledge.id))
-        .where(Pledge.pool_id.in_(pool_ids), Pledge.status.in_(COUNTED_PLEDGES))
-        .group_by(Pledge.pool_id)
-    ).all()
+    rows = db.session.execute(queries.totals_select().where(PoolPledgeTotal.pool_id.in_(pool_ids))).all()
     for pool_id, volume, count in rows:
         stats[pool_id] = {"volume": int(volume), "pledge_count": int(count)}
     return stats

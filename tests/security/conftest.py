@@ -293,6 +293,8 @@ def restore(state: dict) -> None:
     with db.engine.begin() as conn:
         for table in db.metadata.sorted_tables:
             keys = [column.key for column in table.columns]
+            if table.name == "pool_pledge_totals":
+                continue  # the database's triggers make them anew from the pools and pledges put back
             if state[table.name]:
                 conn.execute(table.insert(), [dict(zip(keys, row, strict=True)) for row in state[table.name]])
             if conn.dialect.name == "postgresql" and "id" in keys and state[table.name]:
