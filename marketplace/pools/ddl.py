@@ -82,7 +82,7 @@ _SQLITE_TAKE_OLD = f"""
          WHERE OLD.status IN ({_COUNTED}) AND pool_id = OLD.pool_id AND shard = OLD.id % {TOTAL_SHARDS};"""
 _SQLITE_ADD_NEW = f"""
         SELECT RAISE(ABORT, 'the pool has no pledge totals row for this pledge')
-         WHERE NOT EXISTS (SELECT 1 FROM pool_pledge_totals
+         WHERE NEW.status IN ({_COUNTED}) AND NOT EXISTS (SELECT 1 FROM pool_pledge_totals
                             WHERE pool_id = NEW.pool_id AND shard = NEW.id % {TOTAL_SHARDS});
         UPDATE pool_pledge_totals SET volume = volume + NEW.quantity, pledges = pledges + 1
          WHERE NEW.status IN ({_COUNTED}) AND pool_id = NEW.pool_id AND shard = NEW.id % {TOTAL_SHARDS};"""
@@ -101,12 +101,7 @@ SQLITE = [
     """,
     f"""
     CREATE TRIGGER pledges_totals_update AFTER UPDATE OF id, pool_id, quantity, status ON pledges
-        FOR EACH ROW WHEN {_CHANGES.format(c=_COUNTED, ne="IS NOT")} BEGIN{_SQLITE_TAKE_OLD}
-        SELECT RAISE(ABORT, 'the pool has no pledge totals row for this pledge')
-         WHERE NEW.status IN ({_COUNTED}) AND NOT EXISTS (SELECT 1 FROM pool_pledge_totals
-                            WHERE pool_id = NEW.pool_id AND shard = NEW.id % {TOTAL_SHARDS});
-        UPDATE pool_pledge_totals SET volume = volume + NEW.quantity, pledges = pledges + 1
-         WHERE NEW.status IN ({_COUNTED}) AND pool_id = NEW.pool_id AND shard = NEW.id % {TOTAL_SHARDS};
+        FOR EACH ROW WHEN {_CHANGES.format(c=_COUNTED, ne="IS NOT")} BEGIN{_SQLITE_TAKE_OLD}{_SQLITE_ADD_NEW}
     END
     """,
     f"""

@@ -17,7 +17,7 @@ PLEDGE_STATUSES = ("active", "withdrawn", "filled", "released")
 PLEDGE_FUNDING = ("wallet", "card")  # a hold on the wallet, or a card authorization (payments.CardAuthorization)
 BID_STATUSES = ("active", "replaced", "won", "lost", "void")
 COUNTED_PLEDGES = ("active", "filled", "released")  # a pool's volume: every pledge but the withdrawn
-TOTAL_SHARDS = 16  # rows of PoolPledgeTotal per pool (see there)
+TOTAL_SHARDS = 16  # rows of PoolPledgeTotal per pool (see there); a change needs a migration (CHECK, rows)
 
 
 class Pool(db.Model):
