@@ -136,14 +136,15 @@ def totals_select():
 
 def total_problems() -> list[str]:
     """Every pool whose kept totals differ from its pledges (``flask ledger-check``), as sentences."""
-    kept = {row[0]: (int(row[1]), int(row[2])) for row in db.session.execute(totals_select())}
+    kept, shards = {}, {}
+    for pool_id, volume, count, rows in db.session.execute(totals_select().add_columns(func.count())):
+        kept[pool_id], shards[pool_id] = (int(volume), int(count)), rows
     summed = db.session.execute(
         select(_pledges.c.pool_id, func.sum(_pledges.c.quantity), func.count(_pledges.c.id))
         .where(_pledges.c.status.in_(COUNTED_PLEDGES))
         .group_by(_pledges.c.pool_id)
     )
     pledged = {row[0]: (int(row[1]), int(row[2])) for row in summed}
-    shards = dict(db.session.execute(select(_totals.c.pool_id, func.count()).group_by(_totals.c.pool_id)).all())
     problems = []
     for pool_id in db.session.execute(select(_pools.c.id).order_by(_pools.c.id)).scalars():
         have, want = kept.get(pool_id, (0, 0)), pledged.get(pool_id, (0, 0))
